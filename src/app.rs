@@ -1,0 +1,92 @@
+//! `Application::build(settings)` → `.port()` → `.run_until_stopped()`: the real server,
+//! buildable on port 0 by the tests.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::JwtVerifier;
+use crate::config::{ConfigError, Settings};
+use crate::db::Db;
+use crate::db::pool::{RoleRefusal, check_serving_role};
+
+/// Shared by every request.
+pub struct AppState {
+    pub settings: Settings,
+    pub db: Db,
+    pub jwt: JwtVerifier,
+    pub started: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Role(#[from] RoleRefusal),
+    #[error("cannot reach the database: {0}")]
+    Database(String),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(std::net::SocketAddr, std::io::Error),
+}
+
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    port: u16,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Checks configuration and the database role, binds the listener; serves nothing yet.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let jwt = JwtVerifier::new(settings.jwt()?).map_err(|m| ConfigError::new("ROWCAST_JWT_PUBLIC_KEY", m))?;
+        let db = Db::new(settings.app_pg_config()?, settings.pool_size, settings.pool_timeout, settings.statement_timeout);
+        {
+            let conn = db.conn().await.map_err(|e| StartError::Database(e.message))?;
+            check_serving_role(&conn).await?;
+        }
+        let listener = tokio::net::TcpListener::bind(settings.bind).await.map_err(|e| StartError::Bind(settings.bind, e))?;
+        let port = listener.local_addr().map_err(|e| StartError::Bind(settings.bind, e))?.port();
+        let state = Arc::new(AppState { settings, db, jwt, started: Instant::now() });
+        Ok(Self { listener, port, state, shutdown: CancellationToken::new() })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Cancel it to stop: in-flight requests finish, then `run_until_stopped` returns.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub async fn run_until_stopped(self) {
+        let routes = crate::http::routes(self.state.clone());
+        let shutdown = self.shutdown.clone();
+        warp::serve(routes).incoming(self.listener).graceful(async move { shutdown.cancelled().await }).run().await;
+    }
+}
+
+/// Resolves when SIGINT (Ctrl-C) or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

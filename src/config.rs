@@ -1,0 +1,297 @@
+//! Typed settings read once from the environment (`.env` honoured), validated up front.
+//!
+//! Precedence: process environment, then `.env`, then the state a `rowcast dev` keeps in
+//! `./.rowcast/dev.env`. Secrets are wrapped in [`Secret`], whose `Debug` never prints them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A value that must never reach a log line, an error or an event.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+    /// The only way to read the secret: the call site says so.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// One bad variable: which one and how to fix it. Displayed as a single line.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(var: &'static str, message: impl Into<String>) -> Self {
+        Self { var, message: message.into() }
+    }
+}
+
+/// How tokens are verified.
+#[derive(Clone, Debug)]
+pub enum JwtKey {
+    /// HS256 shared secret (≥ 32 bytes); also lets `rowcast token` mint tokens.
+    Hs256(Secret<Vec<u8>>),
+    /// RS256 or ES256 public key in PEM form.
+    PublicPem(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct JwtSettings {
+    pub key: JwtKey,
+    pub audience: String,
+    pub issuer: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Owner DSN, used by `migrate` and `admin`.
+    pub database_url: Option<Secret<String>>,
+    /// DSN used by `serve`; derived from `database_url` when unset.
+    pub app_database_url: Option<Secret<String>>,
+    pub app_password: Option<Secret<String>>,
+    pub bind: SocketAddr,
+    pub jwt: Option<JwtSettings>,
+    pub pool_size: usize,
+    pub pool_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub slow_query: Duration,
+    pub event_retention: Duration,
+    pub allowed_origins: Option<Vec<String>>,
+    pub metrics_token: Option<Secret<String>>,
+    pub max_body_bytes: u64,
+    pub log_json: bool,
+}
+
+pub const APP_ROLE: &str = "rowcast_app";
+
+/// Where a variable comes from: the process environment first, then dev state.
+pub struct Env {
+    dev_state: HashMap<String, String>,
+    overrides: HashMap<String, String>,
+}
+
+impl Env {
+    /// Loads `.env` (never overriding the real environment) and `./.rowcast/dev.env` if present.
+    pub fn load() -> Self {
+        let _ = dotenvy::dotenv();
+        let dev_state = read_env_file(&crate::dev::state::dev_env_path());
+        Self { dev_state, overrides: HashMap::new() }
+    }
+
+    /// An environment made of explicit pairs only (tests, embedded callers).
+    pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
+        Self { dev_state: HashMap::new(), overrides: pairs.into_iter().collect() }
+    }
+
+    pub fn get(&self, var: &str) -> Option<String> {
+        if let Some(v) = self.overrides.get(var) {
+            return Some(v.clone());
+        }
+        if !self.overrides.is_empty() {
+            return None;
+        }
+        std::env::var(var).ok().filter(|v| !v.is_empty()).or_else(|| self.dev_state.get(var).cloned())
+    }
+
+    /// True when the variable is set by the user (process env or `.env`), not by dev state.
+    pub fn is_explicit(&self, var: &str) -> bool {
+        self.overrides.contains_key(var) || std::env::var(var).is_ok_and(|v| !v.is_empty())
+    }
+}
+
+fn read_env_file(path: &Path) -> HashMap<String, String> {
+    match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter.filter_map(Result::ok).collect(),
+        Err(_) => HashMap::new(),
+    }
+}
+
+impl Settings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let jwt = jwt_settings(env)?;
+        let allowed_origins = env.get("ROWCAST_ALLOWED_ORIGINS").map(|v| {
+            v.split(',').map(|o| o.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect()
+        });
+        let pool_size: usize = parse_var(env, "ROWCAST_POOL_SIZE", 16, "a positive integer, e.g. 16")?;
+        if pool_size == 0 {
+            return Err(ConfigError::new("ROWCAST_POOL_SIZE", "must be at least 1"));
+        }
+        Ok(Self {
+            database_url: env.get("DATABASE_URL").map(Secret::new),
+            app_database_url: env.get("ROWCAST_APP_DATABASE_URL").map(Secret::new),
+            app_password: env.get("ROWCAST_APP_PASSWORD").map(Secret::new),
+            bind: parse_var(env, "ROWCAST_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)), "an address like 127.0.0.1:8080")?,
+            jwt,
+            pool_size,
+            pool_timeout: millis(env, "ROWCAST_POOL_TIMEOUT_MS", 2000)?,
+            statement_timeout: millis(env, "ROWCAST_STATEMENT_TIMEOUT_MS", 5000)?,
+            slow_query: millis(env, "ROWCAST_SLOW_QUERY_MS", 1000)?,
+            event_retention: duration(env, "ROWCAST_EVENT_RETENTION", "7d")?,
+            allowed_origins,
+            metrics_token: env.get("ROWCAST_METRICS_TOKEN").map(Secret::new),
+            max_body_bytes: parse_var(env, "ROWCAST_MAX_BODY_BYTES", 1024 * 1024, "a size in bytes, e.g. 1048576")?,
+            log_json: env.get("ROWCAST_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
+        })
+    }
+
+    pub fn jwt(&self) -> Result<&JwtSettings, ConfigError> {
+        self.jwt.as_ref().ok_or_else(|| {
+            ConfigError::new(
+                "ROWCAST_JWT_SECRET",
+                "not set: give an HS256 secret of at least 32 bytes (e.g. `openssl rand -hex 32`) or ROWCAST_JWT_PUBLIC_KEY",
+            )
+        })
+    }
+
+    /// Owner connection settings (`DATABASE_URL`).
+    pub fn owner_pg_config(&self) -> Result<tokio_postgres::Config, ConfigError> {
+        let url = self.database_url.as_ref().ok_or_else(|| {
+            ConfigError::new("DATABASE_URL", "not set: give the owner DSN, e.g. postgres://postgres:secret@localhost/rowcast")
+        })?;
+        parse_dsn("DATABASE_URL", url.expose())
+    }
+
+    /// App connection settings: `ROWCAST_APP_DATABASE_URL`, else `DATABASE_URL` with user `rowcast_app`.
+    pub fn app_pg_config(&self) -> Result<tokio_postgres::Config, ConfigError> {
+        if let Some(url) = &self.app_database_url {
+            return parse_dsn("ROWCAST_APP_DATABASE_URL", url.expose());
+        }
+        let mut config = self.owner_pg_config().map_err(|_| {
+            ConfigError::new("ROWCAST_APP_DATABASE_URL", "not set: give the app DSN (user rowcast_app), or DATABASE_URL and ROWCAST_APP_PASSWORD")
+        })?;
+        let password = self.app_password.as_ref().ok_or_else(|| {
+            ConfigError::new("ROWCAST_APP_PASSWORD", "not set: needed to derive the app DSN from DATABASE_URL")
+        })?;
+        config.user(APP_ROLE).password(password.expose().as_bytes());
+        Ok(config)
+    }
+}
+
+fn parse_dsn(var: &'static str, url: &str) -> Result<tokio_postgres::Config, ConfigError> {
+    tokio_postgres::Config::from_str(url)
+        .map_err(|_| ConfigError::new(var, "is not a valid PostgreSQL connection string (postgres://user:password@host:port/db)"))
+}
+
+fn jwt_settings(env: &Env) -> Result<Option<JwtSettings>, ConfigError> {
+    let key = match (env.get("ROWCAST_JWT_SECRET"), env.get("ROWCAST_JWT_PUBLIC_KEY")) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new("ROWCAST_JWT_PUBLIC_KEY", "set together with ROWCAST_JWT_SECRET: keep only one"));
+        }
+        (Some(secret), None) => {
+            if secret.len() < 32 {
+                return Err(ConfigError::new(
+                    "ROWCAST_JWT_SECRET",
+                    "must be at least 32 bytes (generate one with `openssl rand -hex 32`)",
+                ));
+            }
+            JwtKey::Hs256(Secret::new(secret.into_bytes()))
+        }
+        (None, Some(pem)) => {
+            let pem = if pem.contains("-----BEGIN") { pem } else { read_pem_file(&pem)? };
+            crate::auth::check_public_key(&pem)
+                .map_err(|m| ConfigError::new("ROWCAST_JWT_PUBLIC_KEY", m))?;
+            JwtKey::PublicPem(pem)
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(JwtSettings {
+        key,
+        audience: env.get("ROWCAST_JWT_AUDIENCE").unwrap_or_else(|| "rowcast".into()),
+        issuer: env.get("ROWCAST_JWT_ISSUER"),
+    }))
+}
+
+fn read_pem_file(path: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new("ROWCAST_JWT_PUBLIC_KEY", format!("is neither a PEM key nor a readable file ({e})"))
+    })
+}
+
+fn parse_var<T: FromStr>(env: &Env, var: &'static str, default: T, expected: &str) -> Result<T, ConfigError> {
+    match env.get(var) {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|_| ConfigError::new(var, format!("`{raw}` is not valid: expected {expected}"))),
+    }
+}
+
+fn millis(env: &Env, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    parse_var(env, var, default, "a number of milliseconds").map(Duration::from_millis)
+}
+
+fn duration(env: &Env, var: &'static str, default: &str) -> Result<Duration, ConfigError> {
+    let raw = env.get(var).unwrap_or_else(|| default.to_string());
+    humantime::parse_duration(raw.trim())
+        .map_err(|_| ConfigError::new(var, format!("`{raw}` is not a duration: expected e.g. 7d, 12h, 30m")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let s = Settings::from_env(&env(&[("X", "y")])).unwrap();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.pool_size, 16);
+        assert_eq!(s.pool_timeout, Duration::from_millis(2000));
+        assert_eq!(s.statement_timeout, Duration::from_millis(5000));
+        assert_eq!(s.event_retention, Duration::from_secs(7 * 86400));
+        assert!(s.jwt.is_none());
+    }
+
+    #[test]
+    fn short_jwt_secret_names_the_variable() {
+        let err = Settings::from_env(&env(&[("ROWCAST_JWT_SECRET", "short")])).unwrap_err();
+        assert_eq!(err.var, "ROWCAST_JWT_SECRET");
+        assert!(err.to_string().contains("32 bytes"));
+        assert!(!err.to_string().contains("short"), "the secret itself is never echoed");
+    }
+
+    #[test]
+    fn bad_numbers_and_addresses_are_refused() {
+        for (var, value) in [("ROWCAST_POOL_SIZE", "lots"), ("ROWCAST_POOL_SIZE", "0"), ("ROWCAST_BIND", "nowhere"), ("ROWCAST_EVENT_RETENTION", "forever")] {
+            let err = Settings::from_env(&env(&[(var, value)])).unwrap_err();
+            assert_eq!(err.var, var);
+        }
+    }
+
+    #[test]
+    fn app_dsn_is_derived_from_the_owner_dsn() {
+        let s = Settings::from_env(&env(&[
+            ("DATABASE_URL", "postgres://postgres:owner@localhost:5433/rowcast"),
+            ("ROWCAST_APP_PASSWORD", "apppw"),
+        ]))
+        .unwrap();
+        let c = s.app_pg_config().unwrap();
+        assert_eq!(c.get_user(), Some(APP_ROLE));
+        assert_eq!(c.get_password(), Some(&b"apppw"[..]));
+        assert_eq!(c.get_dbname(), Some("rowcast"));
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        let s = Settings::from_env(&env(&[("ROWCAST_JWT_SECRET", "0123456789abcdef0123456789abcdef-very-secret")])).unwrap();
+        assert!(!format!("{s:?}").contains("very-secret"));
+    }
+}

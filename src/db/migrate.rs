@@ -1,0 +1,82 @@
+//! `rowcast migrate`: the app role, then the refinery migrations embedded in the binary.
+
+use crate::config::APP_ROLE;
+use tokio_postgres::Client;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(tokio_postgres::Error),
+    #[error(
+        "the owner role `{0}` must be a superuser (or have BYPASSRLS and CREATEROLE): it owns the tables and the SECURITY DEFINER functions"
+    )]
+    NotPrivileged(String),
+    #[error("ROWCAST_APP_PASSWORD: not set: `migrate` needs the password to give the `rowcast_app` role")]
+    NoAppPassword,
+    #[error("creating the app role failed: {0}")]
+    Role(tokio_postgres::Error),
+    #[error("migration failed: {0}")]
+    Refinery(#[from] refinery::Error),
+}
+
+/// What a run did, for the CLI to report.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct MigrateReport {
+    pub role_created: bool,
+    pub applied: Vec<String>,
+}
+
+/// Connects as the owner and migrates. `app_password` sets (or resets) `rowcast_app`'s password.
+pub async fn migrate(owner: &tokio_postgres::Config, app_password: &str) -> Result<MigrateReport, MigrateError> {
+    let (mut client, conn) = owner.connect(tokio_postgres::NoTls).await.map_err(MigrateError::Connect)?;
+    let conn = tokio::spawn(conn);
+    let report = migrate_client(&mut client, app_password).await;
+    drop(client);
+    let _ = conn.await;
+    report
+}
+
+pub async fn migrate_client(client: &mut Client, app_password: &str) -> Result<MigrateReport, MigrateError> {
+    check_owner(client).await?;
+    let role_created = ensure_app_role(client, app_password).await?;
+    let report = embedded::migrations::runner().run_async(client).await?;
+    let applied = report.applied_migrations().iter().map(|m| m.to_string()).collect();
+    Ok(MigrateReport { role_created, applied })
+}
+
+async fn check_owner(client: &Client) -> Result<(), MigrateError> {
+    let row = client
+        .query_one("SELECT current_user::text, rolsuper OR (rolbypassrls AND rolcreaterole) FROM pg_roles WHERE rolname = current_user", &[])
+        .await
+        .map_err(MigrateError::Connect)?;
+    if row.get::<_, bool>(1) { Ok(()) } else { Err(MigrateError::NotPrivileged(row.get(0))) }
+}
+
+/// Creates or updates `rowcast_app`. The password travels as a SCRAM verifier, so the
+/// clear text never reaches the server (nor its logs).
+async fn ensure_app_role(client: &Client, password: &str) -> Result<bool, MigrateError> {
+    if password.is_empty() {
+        return Err(MigrateError::NoAppPassword);
+    }
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&APP_ROLE])
+        .await
+        .map_err(MigrateError::Role)?
+        .is_some();
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+    let attrs = "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION";
+    let verb = if exists { "ALTER" } else { "CREATE" };
+    let sql = format!("{verb} ROLE {APP_ROLE} WITH {attrs} PASSWORD '{}'", verifier.replace('\'', "''"));
+    client.batch_execute(&sql).await.map_err(MigrateError::Role)?;
+    let db = client.query_one("SELECT current_database()::text", &[]).await.map_err(MigrateError::Role)?;
+    let db: String = db.get(0);
+    client
+        .batch_execute(&format!("GRANT CONNECT ON DATABASE {} TO {APP_ROLE}", crate::db::embedded::quote_ident(&db)))
+        .await
+        .map_err(MigrateError::Role)?;
+    Ok(!exists)
+}

@@ -1,0 +1,87 @@
+//! The deadpool of `rowcast_app` connections, and the start-up checks on that role.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+
+use crate::error::ApiError;
+
+/// The request-serving database handle: a bounded pool plus the per-request settings.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    statement_timeout_ms: String,
+}
+
+impl Db {
+    pub fn new(config: tokio_postgres::Config, size: usize, wait: Duration, statement_timeout: Duration) -> Self {
+        let manager = Manager::from_config(config, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(wait))
+            .create_timeout(Some(wait.max(Duration::from_secs(1))))
+            .recycle_timeout(Some(Duration::from_secs(1)))
+            .build()
+            .expect("a pool with a runtime and timeouts always builds");
+        Self { pool, statement_timeout_ms: statement_timeout.as_millis().to_string() }
+    }
+
+    /// A pooled connection, waiting at most `ROWCAST_POOL_TIMEOUT_MS` (then 503).
+    pub async fn conn(&self) -> Result<Object, ApiError> {
+        Ok(self.pool.get().await?)
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub(crate) fn statement_timeout_ms(&self) -> &str {
+        &self.statement_timeout_ms
+    }
+}
+
+/// Why `serve` refuses a database role.
+#[derive(Debug, thiserror::Error)]
+pub enum RoleRefusal {
+    #[error("refusing to serve as `{0}`: it is a superuser, so row-level security would not apply. Connect as rowcast_app (ROWCAST_APP_DATABASE_URL)")]
+    Superuser(String),
+    #[error("refusing to serve as `{0}`: it has BYPASSRLS, so row-level security would not apply. Connect as rowcast_app (ROWCAST_APP_DATABASE_URL)")]
+    BypassRls(String),
+    #[error("refusing to serve as `{0}`: it owns table {1}, and owners can switch row-level security off. Give table ownership to the migration role")]
+    OwnsTable(String, String),
+    #[error("the database is not migrated (app.begin_request is missing): run `rowcast migrate` first")]
+    NotMigrated,
+    #[error("cannot check the database role: {0}")]
+    Db(#[from] tokio_postgres::Error),
+}
+
+/// Checks that the serving role is bound by RLS: not superuser, no BYPASSRLS, owns no table.
+pub async fn check_serving_role(client: &tokio_postgres::Client) -> Result<(), RoleRefusal> {
+    let row = client
+        .query_one("SELECT current_user::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user", &[])
+        .await?;
+    let name: String = row.get(0);
+    if row.get::<_, bool>(1) {
+        return Err(RoleRefusal::Superuser(name));
+    }
+    if row.get::<_, bool>(2) {
+        return Err(RoleRefusal::BypassRls(name));
+    }
+    let owned = client
+        .query_opt(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+               AND c.relkind IN ('r', 'p') AND n.nspname IN ('public', 'app') LIMIT 1",
+            &[],
+        )
+        .await?;
+    if let Some(row) = owned {
+        return Err(RoleRefusal::OwnsTable(name, row.get(0)));
+    }
+    let migrated: bool = client.query_one("SELECT to_regprocedure('app.begin_request(uuid,uuid)') IS NOT NULL", &[]).await?.get(0);
+    if !migrated {
+        return Err(RoleRefusal::NotMigrated);
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! The only code path that runs request SQL: one pooled connection, `BEGIN`,
+//! `app.begin_request` with a transaction-local statement timeout, the work, `COMMIT` —
+//! or `ROLLBACK` when the transaction is dropped (on any error). Nothing outlives it.
+
+use std::ops::Deref;
+
+use deadpool_postgres::{Object, Transaction};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::db::Db;
+use crate::error::ApiError;
+
+/// What the database decided about the caller (never taken from the token).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestContext {
+    pub user_id: Uuid,
+    pub tenant_id: Option<Uuid>,
+    pub role: String,
+}
+
+const BEGIN_REQUEST: &str = "SELECT r.user_id, r.tenant_id, r.role, set_config('statement_timeout', $3, true) \
+                             FROM app.begin_request($1, $2) AS r";
+
+/// An open request transaction in the caller's tenant context.
+pub struct TenantTx<'c> {
+    tx: Transaction<'c>,
+    ctx: RequestContext,
+}
+
+impl<'c> TenantTx<'c> {
+    /// `BEGIN`, then `app.begin_request(user, tenant)` in one round trip.
+    pub async fn begin(db: &Db, conn: &'c mut Object, principal: &Principal, tenant: Option<Uuid>) -> Result<Self, ApiError> {
+        let tx = conn.transaction().await?;
+        let stmt = tx.prepare_cached(BEGIN_REQUEST).await?;
+        let row = tx.query_one(&stmt, &[&principal.user_id, &tenant, &db.statement_timeout_ms()]).await?;
+        let ctx = RequestContext { user_id: row.get(0), tenant_id: row.get(1), role: row.get(2) };
+        Ok(Self { tx, ctx })
+    }
+
+    pub fn context(&self) -> &RequestContext {
+        &self.ctx
+    }
+
+    pub async fn commit(self) -> Result<(), ApiError> {
+        Ok(self.tx.commit().await?)
+    }
+}
+
+impl<'c> Deref for TenantTx<'c> {
+    type Target = Transaction<'c>;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}

@@ -1,0 +1,98 @@
+//! The HTTP surface: routes, the per-request wrapper (request id, language, logging,
+//! metrics) and the one place rejections become responses.
+
+pub mod filters;
+mod me;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use filters::RequestMeta;
+
+/// Turns a handler's result into a response.
+pub fn respond(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+/// A JSON response with a status.
+pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    let mut response = warp::reply::json(value).into_response();
+    *response.status_mut() = status;
+    response
+}
+
+use warp::Reply;
+
+pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let api = crate::ops::routes(state.clone()).or(me::routes(state)).unify();
+    filters::request_meta()
+        .and(api.recover(rejection_to_response).unify())
+        .map(finish)
+        .boxed()
+}
+
+async fn rejection_to_response(rejection: Rejection) -> Result<Response, Infallible> {
+    Ok(rejection_to_error(&rejection).into_response())
+}
+
+fn rejection_to_error(rejection: &Rejection) -> ApiError {
+    if let Some(err) = rejection.find::<ApiError>() {
+        return err.clone();
+    }
+    if rejection.is_not_found() {
+        return ApiError::not_found("no such route", "route inconnue");
+    }
+    if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "RC405", "method not allowed on this route", "méthode non autorisée sur cette route");
+    }
+    if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "RC413", "request body too large", "corps de requête trop volumineux");
+    }
+    if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        return ApiError::bad_request(format!("invalid header: {e}"), format!("en-tête invalide : {e}"));
+    }
+    if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
+        return ApiError::bad_request(format!("missing header: {e}"), format!("en-tête manquant : {e}"));
+    }
+    if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
+        return ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "RC415", "unsupported content type", "type de contenu non pris en charge");
+    }
+    if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
+        return ApiError::bad_request(format!("malformed JSON body: {e}"), format!("corps JSON mal formé : {e}"));
+    }
+    if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        return ApiError::bad_request(format!("invalid query string: {e}"), format!("paramètres invalides : {e}"));
+    }
+    ApiError::internal(&format_args!("unhandled rejection: {rejection:?}"))
+}
+
+/// Every response leaves through here: localized error body, `X-Request-Id`, log line, metrics.
+fn finish(meta: RequestMeta, mut response: Response) -> Response {
+    if let Some(err) = response.extensions().get::<ApiError>()
+        && meta.lang != crate::i18n::Lang::En
+    {
+        *response.body_mut() = err.body_json(meta.lang).into();
+    }
+    if let Ok(id) = HeaderValue::from_str(&meta.id) {
+        response.headers_mut().insert("x-request-id", id);
+    }
+    let status = response.status().as_u16();
+    let elapsed = meta.started.elapsed();
+    crate::ops::metrics::record_request(meta.method.as_str(), &meta.path, status, elapsed);
+    tracing::info!(
+        request_id = %meta.id,
+        method = %meta.method,
+        path = %meta.path,
+        status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}

@@ -1,0 +1,53 @@
+//! Prometheus metrics: one process-wide recorder, rendered by `GET /metrics`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The recorder, installed on first use.
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .install_recorder()
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+    })
+}
+
+/// Routes are labelled by their first segments only, so ids never explode cardinality.
+fn route_label(path: &str) -> String {
+    let mut parts = path.trim_start_matches('/').splitn(3, '/');
+    match (parts.next(), parts.next()) {
+        (Some(a), Some(b)) if !b.is_empty() => format!("/{a}/{b}"),
+        (Some(a), _) => format!("/{a}"),
+        _ => "/".into(),
+    }
+}
+
+pub fn record_request(method: &str, path: &str, status: u16, elapsed: Duration) {
+    handle();
+    let route = route_label(path);
+    let labels = [("method", method.to_string()), ("route", route), ("status", status.to_string())];
+    metrics::counter!("rowcast_http_requests_total", &labels).increment(1);
+    metrics::histogram!("rowcast_http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+}
+
+pub fn record_pool(pool: &deadpool_postgres::Pool) {
+    let status = pool.status();
+    metrics::gauge!("rowcast_pool_size").set(status.size as f64);
+    metrics::gauge!("rowcast_pool_available").set(status.available as f64);
+    metrics::gauge!("rowcast_pool_waiting").set(status.waiting as f64);
+    metrics::gauge!("rowcast_pool_max_size").set(status.max_size as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn route_labels_drop_ids() {
+        assert_eq!(super::route_label("/rest/contacts"), "/rest/contacts");
+        assert_eq!(super::route_label("/rest/contacts/abc"), "/rest/contacts");
+        assert_eq!(super::route_label("/health"), "/health");
+    }
+}
