@@ -149,24 +149,9 @@ impl From<tokio_postgres::Error> for ApiError {
     }
 }
 
-/// A named constraint and the client message it maps to.
-struct ConstraintMessage {
-    name: &'static str,
-    status: StatusCode,
-    en: &'static str,
-    fr: &'static str,
-}
-
-const CONSTRAINTS: &[ConstraintMessage] = &[
-    ConstraintMessage { name: "tenants_name_key", status: StatusCode::CONFLICT, en: "a tenant with this name already exists", fr: "un locataire porte déjà ce nom" },
-    ConstraintMessage { name: "users_email_key", status: StatusCode::CONFLICT, en: "a user with this email already exists", fr: "un utilisateur a déjà cette adresse e-mail" },
-    ConstraintMessage { name: "memberships_tenant_user_key", status: StatusCode::CONFLICT, en: "this user is already a member of the tenant", fr: "cet utilisateur est déjà membre du locataire" },
-    ConstraintMessage { name: "users_email_check", status: StatusCode::UNPROCESSABLE_ENTITY, en: "email is not a valid address", fr: "l'adresse e-mail n'est pas valide" },
-];
-
 fn from_db_error(db: &tokio_postgres::error::DbError) -> ApiError {
     let code = db.code().code();
-    if let Some(c) = db.constraint().and_then(|n| CONSTRAINTS.iter().find(|c| c.name == n)) {
+    if let Some(c) = db.constraint().and_then(crate::db::constraints::lookup) {
         return ApiError::new(c.status, code, c.en, c.fr).with_details(format!("constraint {}", c.name));
     }
     let (status, fr_prefix) = match code {

@@ -11,4 +11,5 @@ pub mod error;
 pub mod http;
 pub mod i18n;
 pub mod ops;
+pub mod rest;
 pub mod telemetry;

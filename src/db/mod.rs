@@ -1,5 +1,6 @@
 //! Everything that talks to PostgreSQL.
 
+pub mod constraints;
 pub mod embedded;
 pub mod migrate;
 pub mod pool;

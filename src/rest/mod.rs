@@ -1,0 +1,3 @@
+//! REST in the PostgREST dialect.
+
+pub mod query;

@@ -1,0 +1,8 @@
+//! One integration binary: a private PostgreSQL cluster for the whole run, a fresh database
+//! per test, the real server on port 0.
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod isolation;
