@@ -17,6 +17,8 @@ pub struct AppState {
     pub db: Db,
     pub jwt: JwtVerifier,
     pub started: Instant,
+    pub rest: crate::rest::RestState,
+    pub realtime: crate::realtime::Realtime,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +49,11 @@ impl Application {
             let conn = db.conn().await.map_err(|e| StartError::Database(e.message))?;
             check_serving_role(&conn).await?;
         }
+        let rest = crate::rest::RestState::load(&db).await?;
+        let realtime = crate::realtime::Realtime::start(&settings, settings.app_pg_config()?, &db).await?;
         let listener = tokio::net::TcpListener::bind(settings.bind).await.map_err(|e| StartError::Bind(settings.bind, e))?;
         let port = listener.local_addr().map_err(|e| StartError::Bind(settings.bind, e))?.port();
-        let state = Arc::new(AppState { settings, db, jwt, started: Instant::now() });
+        let state = Arc::new(AppState { settings, db, jwt, started: Instant::now(), rest, realtime });
         Ok(Self { listener, port, state, shutdown: CancellationToken::new() })
     }
 
@@ -69,7 +73,12 @@ impl Application {
     pub async fn run_until_stopped(self) {
         let routes = crate::http::routes(self.state.clone());
         let shutdown = self.shutdown.clone();
-        warp::serve(routes).incoming(self.listener).graceful(async move { shutdown.cancelled().await }).run().await;
+        let state = self.state.clone();
+        let stopping = async move {
+            shutdown.cancelled().await;
+            state.realtime.shutdown().await;
+        };
+        warp::serve(routes).incoming(self.listener).graceful(stopping).run().await;
     }
 }
 

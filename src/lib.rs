@@ -11,5 +11,6 @@ pub mod error;
 pub mod http;
 pub mod i18n;
 pub mod ops;
+pub mod realtime;
 pub mod rest;
 pub mod telemetry;

@@ -31,7 +31,13 @@ pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
 use warp::Reply;
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let api = crate::ops::routes(state.clone()).or(me::routes(state)).unify();
+    let api = crate::ops::routes(state.clone())
+        .or(me::routes(state.clone()))
+        .unify()
+        .or(crate::rest::routes(state.clone()))
+        .unify()
+        .or(crate::realtime::routes(state))
+        .unify();
     filters::request_meta()
         .and(api.recover(rejection_to_response).unify())
         .map(finish)

@@ -47,11 +47,13 @@ async fn database_status(state: &AppState) -> (bool, serde_json::Value) {
 
 async fn health(state: &AppState) -> Response {
     let (db_up, database) = database_status(state).await;
-    let ok = db_up;
+    let (listener_up, listener) = state.realtime.listener_status();
+    let ok = db_up && listener_up;
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if ok { "ok" } else { "degraded" },
         "database": database,
+        "listener": listener,
         "uptimeSeconds": state.started.elapsed().as_secs(),
         "version": env!("CARGO_PKG_VERSION"),
     });

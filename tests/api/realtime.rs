@@ -1,0 +1,1 @@
+//! Realtime over real sockets: event log, listener, hub, sessions.

@@ -1,0 +1,1 @@
+//! REST API over real HTTP (PostgREST dialect).
