@@ -44,11 +44,9 @@ impl Application {
     /// Checks configuration and the database role, binds the listener; serves nothing yet.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let jwt = JwtVerifier::new(settings.jwt()?).map_err(|m| ConfigError::new("ROWCAST_JWT_PUBLIC_KEY", m))?;
-        let db = Db::new(settings.app_pg_config()?, settings.pool_size, settings.pool_timeout, settings.statement_timeout);
-        {
-            let conn = db.conn().await.map_err(|e| StartError::Database(e.message))?;
-            check_serving_role(&conn).await?;
-        }
+        let app_config = settings.app_pg_config()?;
+        check_role(&app_config).await?;
+        let db = Db::new(app_config, settings.pool_size, settings.pool_timeout, settings.statement_timeout);
         let rest = crate::rest::RestState::load(&db).await?;
         let realtime = crate::realtime::Realtime::start(&settings, settings.app_pg_config()?, &db).await?;
         let listener = tokio::net::TcpListener::bind(settings.bind).await.map_err(|e| StartError::Bind(settings.bind, e))?;
@@ -82,20 +80,26 @@ impl Application {
     }
 }
 
-/// Resolves when SIGINT (Ctrl-C) or SIGTERM arrives.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let term = async {
-        match term.as_mut() {
-            Some(s) => {
-                s.recv().await;
-            }
-            None => std::future::pending().await,
+/// Checks the serving role on a connection of its own, so the pool starts empty.
+async fn check_role(config: &tokio_postgres::Config) -> Result<(), StartError> {
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await.map_err(|e| StartError::Database(e.to_string()))?;
+    let conn = tokio::spawn(conn);
+    let checked = check_serving_role(&client).await;
+    drop(client);
+    let _ = conn.await;
+    Ok(checked?)
+}
+
+/// Installs SIGINT (Ctrl-C) and SIGTERM handlers now, and returns a future that resolves
+/// when either arrives. Installed before anything is announced, so an early signal is not lost.
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    })
 }

@@ -92,10 +92,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(env: &Env) -> anyhow::Result<()> {
     let settings = Settings::from_env(env)?;
     let app = Application::build(settings).await?;
+    let stop = crate::app::shutdown_signal()?;
     tracing::info!(port = app.port(), "listening");
     let shutdown = app.shutdown_token();
     tokio::spawn(async move {
-        crate::app::shutdown_signal().await;
+        stop.await;
         tracing::info!("shutting down");
         shutdown.cancel();
     });

@@ -42,10 +42,11 @@ pub async fn run() -> anyhow::Result<()> {
         settings.app_password = Some(crate::config::Secret::new(state.app_password.clone()));
     }
     let app = Application::build(settings).await?;
+    let stop = crate::app::shutdown_signal()?;
     print_banner(&app, &state, cluster.as_ref().map(|c| c.port()));
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
-    crate::app::shutdown_signal().await;
+    stop.await;
     eprintln!("stopping …");
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;

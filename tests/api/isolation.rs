@@ -1,0 +1,196 @@
+//! Tenant isolation at the SQL level, through app.begin_request, and the request context
+//! never outliving its transaction. Every allowed case has its forbidden twin.
+
+use std::time::Duration;
+
+use rowcast::auth::Principal;
+use rowcast::db::{Db, TenantTx};
+use uuid::Uuid;
+
+use crate::helpers::{TestDb, World, as_user, sqlstate};
+
+async fn world() -> (TestDb, World) {
+    let db = TestDb::new().await;
+    let world = World::create(&db.owner().await).await;
+    (db, world)
+}
+
+fn ids(rows: &[tokio_postgres::Row], col: &str) -> Vec<Uuid> {
+    rows.iter().map(|r| r.get::<_, Uuid>(col)).collect()
+}
+
+#[tokio::test]
+async fn member_of_a_sees_tenant_a_memberships_and_never_tenant_b() {
+    let (db, w) = world().await;
+    let mut app = db.app().await;
+    let rows = as_user(&mut app, w.user_a, Some(w.tenant_a), "SELECT tenant_id FROM memberships", &[]).await.unwrap();
+    assert_eq!(rows.len(), 2, "both memberships of tenant A are visible");
+    assert!(ids(&rows, "tenant_id").iter().all(|t| *t == w.tenant_a), "only tenant A rows");
+    let rows = as_user(&mut app, w.user_a, Some(w.tenant_a), "SELECT 1 FROM memberships WHERE tenant_id = $1", &[&w.tenant_b])
+        .await
+        .unwrap();
+    assert!(rows.is_empty(), "tenant B rows are invisible even when asked for by id");
+}
+
+#[tokio::test]
+async fn without_context_every_table_reads_zero_rows_and_no_error() {
+    let (db, _w) = world().await;
+    let app = db.app().await;
+    for table in ["tenants", "users", "memberships"] {
+        let n: i64 = app.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0);
+        assert_eq!(n, 0, "{table} leaks rows without a request context");
+    }
+    let owner = db.owner().await;
+    let n: i64 = owner.query_one("SELECT count(*) FROM memberships", &[]).await.unwrap().get(0);
+    assert_eq!(n, 4, "the rows exist: the zero above is RLS, not an empty table");
+}
+
+#[tokio::test]
+async fn tenant_admin_inserts_into_own_tenant_but_not_into_another() {
+    let (db, w) = world().await;
+    let owner = db.owner().await;
+    let newcomer: Uuid = owner.query_one("INSERT INTO users (email, name) VALUES ('new@x.test', 'New') RETURNING id", &[]).await.unwrap().get(0);
+    let mut app = db.app().await;
+    let insert = "INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'tenant_user') RETURNING id";
+    let ok = as_user(&mut app, w.admin_a, Some(w.tenant_a), insert, &[&w.tenant_a, &newcomer]).await;
+    assert!(ok.is_ok(), "admin of A may add a member to A: {ok:?}");
+    let err = as_user(&mut app, w.admin_a, Some(w.tenant_a), insert, &[&w.tenant_b, &newcomer]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "42501", "writing into tenant B is a policy violation");
+}
+
+#[tokio::test]
+async fn a_row_cannot_be_moved_to_another_tenant_but_can_be_updated_in_place() {
+    let (db, w) = world().await;
+    let mut app = db.app().await;
+    let moved = as_user(&mut app, w.admin_a, Some(w.tenant_a), "UPDATE memberships SET tenant_id = $1 WHERE user_id = $2", &[&w.tenant_b, &w.user_a])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&moved), "42501");
+    let kept = as_user(&mut app, w.admin_a, Some(w.tenant_a), "UPDATE memberships SET role = 'tenant_admin' WHERE user_id = $1 RETURNING id", &[&w.user_a])
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 1, "the same update inside tenant A succeeds");
+}
+
+#[tokio::test]
+async fn tenant_user_reads_memberships_but_cannot_write_them() {
+    let (db, w) = world().await;
+    let mut app = db.app().await;
+    let read = as_user(&mut app, w.user_a, Some(w.tenant_a), "SELECT id FROM memberships", &[]).await.unwrap();
+    assert_eq!(read.len(), 2);
+    let deleted = as_user(&mut app, w.user_a, Some(w.tenant_a), "DELETE FROM memberships WHERE user_id = $1 RETURNING id", &[&w.admin_a])
+        .await
+        .unwrap();
+    assert!(deleted.is_empty(), "a tenant_user's delete matches no row");
+}
+
+#[tokio::test]
+async fn begin_request_admits_members_and_refuses_strangers() {
+    let (db, w) = world().await;
+    let app = db.app().await;
+    let row = app.query_one("SELECT role FROM app.begin_request($1, $2)", &[&w.user_a, &Some(w.tenant_a)]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "tenant_user", "the role comes from memberships");
+    let err = app.query_one("SELECT role FROM app.begin_request($1, $2)", &[&w.user_a, &Some(w.tenant_b)]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "42501");
+    let err = app.query_one("SELECT role FROM app.begin_request($1, $2)", &[&Uuid::new_v4(), &Some(w.tenant_a)]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "42501", "unknown users are refused too");
+}
+
+#[tokio::test]
+async fn the_only_membership_is_picked_when_no_tenant_is_given_but_several_need_a_choice() {
+    let (db, w) = world().await;
+    let app = db.app().await;
+    let row = app.query_one("SELECT tenant_id FROM app.begin_request($1, NULL)", &[&w.user_a]).await.unwrap();
+    assert_eq!(row.get::<_, Option<Uuid>>(0), Some(w.tenant_a));
+    db.owner()
+        .await
+        .execute("INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'tenant_user')", &[&w.tenant_b, &w.user_a])
+        .await
+        .unwrap();
+    let err = app.query_one("SELECT tenant_id FROM app.begin_request($1, NULL)", &[&w.user_a]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "22023", "two memberships: the caller must choose");
+}
+
+#[tokio::test]
+async fn platform_admin_enters_any_tenant_and_sees_all_tenants_outside_one() {
+    let (db, w) = world().await;
+    let mut app = db.app().await;
+    let in_b = as_user(&mut app, w.platform_admin, Some(w.tenant_b), "SELECT tenant_id FROM memberships", &[]).await.unwrap();
+    assert!(!in_b.is_empty() && ids(&in_b, "tenant_id").iter().all(|t| *t == w.tenant_b), "inside B: B only");
+    let all = as_user(&mut app, w.platform_admin, None, "SELECT id FROM tenants", &[]).await.unwrap();
+    assert_eq!(all.len(), 2, "outside any tenant: every tenant");
+    let member = as_user(&mut app, w.admin_a, Some(w.tenant_a), "SELECT id FROM tenants", &[]).await.unwrap();
+    assert_eq!(ids(&member, "id"), vec![w.tenant_a], "a tenant admin sees only their tenant");
+}
+
+#[tokio::test]
+async fn a_user_renames_themself_but_cannot_become_platform_admin() {
+    let (db, w) = world().await;
+    let mut app = db.app().await;
+    let renamed = as_user(&mut app, w.user_a, Some(w.tenant_a), "UPDATE users SET name = 'Renamed' WHERE id = $1 RETURNING id", &[&w.user_a])
+        .await
+        .unwrap();
+    assert_eq!(renamed.len(), 1);
+    let err = as_user(&mut app, w.user_a, Some(w.tenant_a), "UPDATE users SET platform_role = 'platform_admin' WHERE id = $1", &[&w.user_a])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42501");
+    let other = as_user(&mut app, w.user_a, Some(w.tenant_a), "UPDATE users SET name = 'x' WHERE id = $1 RETURNING id", &[&w.admin_a])
+        .await
+        .unwrap();
+    assert!(other.is_empty(), "another user's row is not theirs to update");
+}
+
+#[tokio::test]
+async fn users_see_the_users_of_their_tenant_and_not_of_others() {
+    let (db, w) = world().await;
+    let mut app = db.app().await;
+    let rows = as_user(&mut app, w.user_a, Some(w.tenant_a), "SELECT id FROM users", &[]).await.unwrap();
+    let seen = ids(&rows, "id");
+    assert!(seen.contains(&w.admin_a) && seen.contains(&w.user_a));
+    assert!(!seen.contains(&w.admin_b) && !seen.contains(&w.user_b), "tenant B users stay hidden");
+}
+
+const READ_CONTEXT: &str = "SELECT app.current_tenant_id(), app.current_user_id(), app.current_user_role()";
+
+fn context_of(row: tokio_postgres::Row) -> (Option<Uuid>, Option<Uuid>, Option<String>) {
+    (row.get(0), row.get(1), row.get(2))
+}
+
+#[tokio::test]
+async fn a_pooled_connection_reused_after_a_failed_request_carries_no_settings() {
+    let (db, w) = world().await;
+    let pool = Db::new(db.app_config(), 1, Duration::from_secs(2), Duration::from_secs(5));
+    let principal = Principal { user_id: w.admin_a, tenant_claim: None, expires_at: i64::MAX };
+    let first_pid: i32 = {
+        let mut conn = pool.conn().await.unwrap();
+        let tx = TenantTx::begin(&pool, &mut conn, &principal, Some(w.tenant_a)).await.unwrap();
+        let (tenant, user, role) = context_of(tx.query_one(READ_CONTEXT, &[]).await.unwrap());
+        assert_eq!((tenant, user, role.as_deref()), (Some(w.tenant_a), Some(w.admin_a), Some("tenant_admin")), "inside: set");
+        assert!(tx.query_one("SELECT 1 / 0", &[]).await.is_err(), "the request fails");
+        let pid = tx.query_one("SELECT pg_backend_pid()", &[]).await;
+        assert!(pid.is_err(), "the transaction is aborted");
+        drop(tx);
+        conn.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0)
+    };
+    let conn = pool.conn().await.unwrap();
+    let pid: i32 = conn.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert_eq!(pid, first_pid, "pool size 1: the very same connection");
+    assert_eq!(context_of(conn.query_one(READ_CONTEXT, &[]).await.unwrap()), (None, None, None), "nothing survived the failed request");
+    let n: i64 = conn.query_one("SELECT count(*) FROM memberships", &[]).await.unwrap().get(0);
+    assert_eq!(n, 0, "and therefore nothing is visible");
+}
+
+#[tokio::test]
+async fn settings_vanish_after_a_committed_request_too() {
+    let (db, w) = world().await;
+    let pool = Db::new(db.app_config(), 1, Duration::from_secs(2), Duration::from_secs(5));
+    let principal = Principal { user_id: w.user_b, tenant_claim: None, expires_at: i64::MAX };
+    let mut conn = pool.conn().await.unwrap();
+    let tx = TenantTx::begin(&pool, &mut conn, &principal, None).await.unwrap();
+    assert_eq!(tx.context().tenant_id, Some(w.tenant_b), "the only membership was picked");
+    tx.commit().await.unwrap();
+    assert_eq!(context_of(conn.query_one(READ_CONTEXT, &[]).await.unwrap()), (None, None, None));
+    let timeout: String = conn.query_one("SHOW statement_timeout", &[]).await.unwrap().get(0);
+    assert_eq!(timeout, "0", "the statement timeout was transaction-local as well");
+}
