@@ -78,11 +78,9 @@ fn public_key(pem: &str) -> Result<(DecodingKey, Algorithm), String> {
 impl JwtVerifier {
     pub fn new(settings: &JwtSettings) -> Result<Self, String> {
         let (decoding, algorithm, encoding) = match &settings.key {
-            JwtKey::Hs256(secret) => (
-                DecodingKey::from_secret(secret.expose()),
-                Algorithm::HS256,
-                Some(EncodingKey::from_secret(secret.expose())),
-            ),
+            JwtKey::Hs256(secret) => {
+                (DecodingKey::from_secret(secret.expose()), Algorithm::HS256, Some(EncodingKey::from_secret(secret.expose())))
+            }
             JwtKey::PublicPem(pem) => {
                 let (key, alg) = public_key(pem)?;
                 (key, alg, None)

@@ -12,7 +12,11 @@ use crate::app::Application;
 use crate::config::{Env, Settings};
 
 #[derive(Debug, Parser)]
-#[command(name = "rowcast", version, about = "Multi-tenant PostgreSQL backend: RLS-enforced REST (PostgREST dialect) and resumable realtime events")]
+#[command(
+    name = "rowcast",
+    version,
+    about = "Multi-tenant PostgreSQL backend: RLS-enforced REST (PostgREST dialect) and resumable realtime events"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -127,7 +131,11 @@ async fn migrate(env: Env, json: bool) -> anyhow::Result<()> {
 }
 
 async fn connect_owner(settings: &Settings) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, conn) = settings.owner_pg_config()?.connect(tokio_postgres::NoTls).await.map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
+    let (client, conn) = settings
+        .owner_pg_config()?
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
     tokio::spawn(conn);
     Ok(client)
 }

@@ -126,9 +126,9 @@ fn read_env_file(path: &Path) -> HashMap<String, String> {
 impl Settings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let jwt = jwt_settings(env)?;
-        let allowed_origins = env.get("ROWCAST_ALLOWED_ORIGINS").map(|v| {
-            v.split(',').map(|o| o.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect()
-        });
+        let allowed_origins = env
+            .get("ROWCAST_ALLOWED_ORIGINS")
+            .map(|v| v.split(',').map(|o| o.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect());
         let pool_size: usize = parse_var(env, "ROWCAST_POOL_SIZE", 16, "a positive integer, e.g. 16")?;
         if pool_size == 0 {
             return Err(ConfigError::new("ROWCAST_POOL_SIZE", "must be at least 1"));
@@ -174,11 +174,15 @@ impl Settings {
             return parse_dsn("ROWCAST_APP_DATABASE_URL", url.expose());
         }
         let mut config = self.owner_pg_config().map_err(|_| {
-            ConfigError::new("ROWCAST_APP_DATABASE_URL", "not set: give the app DSN (user rowcast_app), or DATABASE_URL and ROWCAST_APP_PASSWORD")
+            ConfigError::new(
+                "ROWCAST_APP_DATABASE_URL",
+                "not set: give the app DSN (user rowcast_app), or DATABASE_URL and ROWCAST_APP_PASSWORD",
+            )
         })?;
-        let password = self.app_password.as_ref().ok_or_else(|| {
-            ConfigError::new("ROWCAST_APP_PASSWORD", "not set: needed to derive the app DSN from DATABASE_URL")
-        })?;
+        let password = self
+            .app_password
+            .as_ref()
+            .ok_or_else(|| ConfigError::new("ROWCAST_APP_PASSWORD", "not set: needed to derive the app DSN from DATABASE_URL"))?;
         config.user(APP_ROLE).password(password.expose().as_bytes());
         Ok(config)
     }
@@ -196,17 +200,13 @@ fn jwt_settings(env: &Env) -> Result<Option<JwtSettings>, ConfigError> {
         }
         (Some(secret), None) => {
             if secret.len() < 32 {
-                return Err(ConfigError::new(
-                    "ROWCAST_JWT_SECRET",
-                    "must be at least 32 bytes (generate one with `openssl rand -hex 32`)",
-                ));
+                return Err(ConfigError::new("ROWCAST_JWT_SECRET", "must be at least 32 bytes (generate one with `openssl rand -hex 32`)"));
             }
             JwtKey::Hs256(Secret::new(secret.into_bytes()))
         }
         (None, Some(pem)) => {
             let pem = if pem.contains("-----BEGIN") { pem } else { read_pem_file(&pem)? };
-            crate::auth::check_public_key(&pem)
-                .map_err(|m| ConfigError::new("ROWCAST_JWT_PUBLIC_KEY", m))?;
+            crate::auth::check_public_key(&pem).map_err(|m| ConfigError::new("ROWCAST_JWT_PUBLIC_KEY", m))?;
             JwtKey::PublicPem(pem)
         }
         (None, None) => return Ok(None),
@@ -219,9 +219,8 @@ fn jwt_settings(env: &Env) -> Result<Option<JwtSettings>, ConfigError> {
 }
 
 fn read_pem_file(path: &str) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::new("ROWCAST_JWT_PUBLIC_KEY", format!("is neither a PEM key nor a readable file ({e})"))
-    })
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new("ROWCAST_JWT_PUBLIC_KEY", format!("is neither a PEM key nor a readable file ({e})")))
 }
 
 fn parse_var<T: FromStr>(env: &Env, var: &'static str, default: T, expected: &str) -> Result<T, ConfigError> {
@@ -270,7 +269,9 @@ mod tests {
 
     #[test]
     fn bad_numbers_and_addresses_are_refused() {
-        for (var, value) in [("ROWCAST_POOL_SIZE", "lots"), ("ROWCAST_POOL_SIZE", "0"), ("ROWCAST_BIND", "nowhere"), ("ROWCAST_EVENT_RETENTION", "forever")] {
+        for (var, value) in
+            [("ROWCAST_POOL_SIZE", "lots"), ("ROWCAST_POOL_SIZE", "0"), ("ROWCAST_BIND", "nowhere"), ("ROWCAST_EVENT_RETENTION", "forever")]
+        {
             let err = Settings::from_env(&env(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var);
         }

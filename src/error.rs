@@ -84,12 +84,7 @@ impl ApiError {
     }
 
     pub fn body_json(&self, lang: Lang) -> Vec<u8> {
-        let body = Body {
-            code: &self.code,
-            message: self.message_in(lang),
-            details: self.details.as_deref(),
-            hint: self.hint.as_deref(),
-        };
+        let body = Body { code: &self.code, message: self.message_in(lang), details: self.details.as_deref(), hint: self.hint.as_deref() };
         serde_json::to_vec(&body).unwrap_or_default()
     }
 
@@ -122,8 +117,11 @@ impl From<deadpool_postgres::PoolError> for ApiError {
         match err {
             PoolError::Timeout(_) => {
                 metrics::counter!("rowcast_pool_timeouts_total").increment(1);
-                Self::unavailable("database pool exhausted: no connection became free in time", "pool de connexions saturé : aucune connexion libre à temps")
-                    .with_hint("Retry later.")
+                Self::unavailable(
+                    "database pool exhausted: no connection became free in time",
+                    "pool de connexions saturé : aucune connexion libre à temps",
+                )
+                .with_hint("Retry later.")
             }
             PoolError::Backend(e) => {
                 tracing::warn!(error = %e, "database connection failed");

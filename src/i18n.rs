@@ -44,9 +44,7 @@ impl Lang {
         for item in header.split(',') {
             let mut parts = item.split(';');
             let Some(lang) = parts.next().and_then(Lang::from_tag) else { continue };
-            let q = parts
-                .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
-                .unwrap_or(1.0);
+            let q = parts.find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok())).unwrap_or(1.0);
             if best.is_none_or(|(bq, _)| q > bq) {
                 best = Some((q, lang));
             }

@@ -211,7 +211,10 @@ impl EmbeddedCluster {
                 && let Ok(Some(status)) = child.try_wait()
             {
                 self.child = None;
-                return Err(EmbeddedError::Step { step: "starting postgres", detail: format!("it exited ({status}); log:\n{}", self.log_tail()) });
+                return Err(EmbeddedError::Step {
+                    step: "starting postgres",
+                    detail: format!("it exited ({status}); log:\n{}", self.log_tail()),
+                });
             }
             match config.connect(tokio_postgres::NoTls).await {
                 Ok((client, conn)) => {
@@ -311,20 +314,17 @@ fn initdb(bindir: &Path, run_as: Option<RunAs>, opts: &ClusterOptions) -> Result
     Ok(())
 }
 
-fn spawn_postgres(bindir: &Path, run_as: Option<RunAs>, opts: &ClusterOptions, port: u16, socket_dir: &Path) -> Result<Child, EmbeddedError> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path(&opts.data_dir))
-        .map_err(step("opening the server log"))?;
+fn spawn_postgres(
+    bindir: &Path,
+    run_as: Option<RunAs>,
+    opts: &ClusterOptions,
+    port: u16,
+    socket_dir: &Path,
+) -> Result<Child, EmbeddedError> {
+    let log =
+        std::fs::OpenOptions::new().create(true).append(true).open(log_path(&opts.data_dir)).map_err(step("opening the server log"))?;
     let mut cmd = RunAs::command(run_as, bindir.join("postgres"));
-    cmd.arg("-D")
-        .arg(&opts.data_dir)
-        .arg("-p")
-        .arg(port.to_string())
-        .arg("-k")
-        .arg(socket_dir)
-        .args(["-c", "listen_addresses=127.0.0.1"]);
+    cmd.arg("-D").arg(&opts.data_dir).arg("-p").arg(port.to_string()).arg("-k").arg(socket_dir).args(["-c", "listen_addresses=127.0.0.1"]);
     let mut settings: Vec<(String, String)> = Vec::new();
     if opts.ephemeral {
         for (k, v) in [("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off")] {

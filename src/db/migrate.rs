@@ -50,7 +50,10 @@ pub async fn migrate_client(client: &mut Client, app_password: &str) -> Result<M
 
 async fn check_owner(client: &Client) -> Result<(), MigrateError> {
     let row = client
-        .query_one("SELECT current_user::text, rolsuper OR (rolbypassrls AND rolcreaterole) FROM pg_roles WHERE rolname = current_user", &[])
+        .query_one(
+            "SELECT current_user::text, rolsuper OR (rolbypassrls AND rolcreaterole) FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
         .await
         .map_err(MigrateError::Connect)?;
     if row.get::<_, bool>(1) { Ok(()) } else { Err(MigrateError::NotPrivileged(row.get(0))) }
@@ -62,11 +65,7 @@ async fn ensure_app_role(client: &Client, password: &str) -> Result<bool, Migrat
     if password.is_empty() {
         return Err(MigrateError::NoAppPassword);
     }
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&APP_ROLE])
-        .await
-        .map_err(MigrateError::Role)?
-        .is_some();
+    let exists = client.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&APP_ROLE]).await.map_err(MigrateError::Role)?.is_some();
     let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
     let attrs = "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION";
     let verb = if exists { "ALTER" } else { "CREATE" };

@@ -44,11 +44,17 @@ impl Db {
 /// Why `serve` refuses a database role.
 #[derive(Debug, thiserror::Error)]
 pub enum RoleRefusal {
-    #[error("refusing to serve as `{0}`: it is a superuser, so row-level security would not apply. Connect as rowcast_app (ROWCAST_APP_DATABASE_URL)")]
+    #[error(
+        "refusing to serve as `{0}`: it is a superuser, so row-level security would not apply. Connect as rowcast_app (ROWCAST_APP_DATABASE_URL)"
+    )]
     Superuser(String),
-    #[error("refusing to serve as `{0}`: it has BYPASSRLS, so row-level security would not apply. Connect as rowcast_app (ROWCAST_APP_DATABASE_URL)")]
+    #[error(
+        "refusing to serve as `{0}`: it has BYPASSRLS, so row-level security would not apply. Connect as rowcast_app (ROWCAST_APP_DATABASE_URL)"
+    )]
     BypassRls(String),
-    #[error("refusing to serve as `{0}`: it owns table {1}, and owners can switch row-level security off. Give table ownership to the migration role")]
+    #[error(
+        "refusing to serve as `{0}`: it owns table {1}, and owners can switch row-level security off. Give table ownership to the migration role"
+    )]
     OwnsTable(String, String),
     #[error("the database is not migrated (app.begin_request is missing): run `rowcast migrate` first")]
     NotMigrated,
@@ -58,9 +64,7 @@ pub enum RoleRefusal {
 
 /// Checks that the serving role is bound by RLS: not superuser, no BYPASSRLS, owns no table.
 pub async fn check_serving_role(client: &tokio_postgres::Client) -> Result<(), RoleRefusal> {
-    let row = client
-        .query_one("SELECT current_user::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user", &[])
-        .await?;
+    let row = client.query_one("SELECT current_user::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user", &[]).await?;
     let name: String = row.get(0);
     if row.get::<_, bool>(1) {
         return Err(RoleRefusal::Superuser(name));

@@ -33,7 +33,11 @@ pub async fn run() -> anyhow::Result<()> {
     };
     let env = Env::load();
     let mut settings = Settings::from_env(&env)?;
-    let report = crate::db::migrate::migrate(&settings.owner_pg_config()?, settings.app_password.as_ref().map(|p| p.expose().as_str()).unwrap_or(&state.app_password)).await?;
+    let report = crate::db::migrate::migrate(
+        &settings.owner_pg_config()?,
+        settings.app_password.as_ref().map(|p| p.expose().as_str()).unwrap_or(&state.app_password),
+    )
+    .await?;
     if !report.applied.is_empty() {
         eprintln!("applied migrations: {}", report.applied.join(", "));
     }

@@ -71,12 +71,8 @@ impl DevState {
         std::fs::create_dir_all(&dir)?;
         // The postgres OS user must be able to traverse it to reach pg/; files inside are 0600.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-        let state = DevState {
-            superuser_password: random_token(32),
-            app_password: random_token(32),
-            jwt_secret: random_token(48),
-            port: None,
-        };
+        let state =
+            DevState { superuser_password: random_token(32), app_password: random_token(32), jwt_secret: random_token(48), port: None };
         state.save()?;
         Ok(state)
     }

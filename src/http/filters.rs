@@ -41,8 +41,9 @@ pub fn request_meta() -> impl Filter<Extract = (RequestMeta,), Error = Rejection
 
 pub fn auth_error(err: AuthError) -> ApiError {
     match err {
-        AuthError::Missing => ApiError::unauthorized("missing bearer token", "jeton d'accès manquant")
-            .with_hint("Send `Authorization: Bearer <jwt>`."),
+        AuthError::Missing => {
+            ApiError::unauthorized("missing bearer token", "jeton d'accès manquant").with_hint("Send `Authorization: Bearer <jwt>`.")
+        }
         AuthError::Invalid(why) => ApiError::unauthorized(format!("invalid token: {why}"), format!("jeton invalide : {why}")),
     }
 }
@@ -64,9 +65,8 @@ pub fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Inf
 /// token's `tenant_id` claim, else `None` (the database then picks the user's only tenant).
 pub fn tenant() -> impl Filter<Extract = (Option<Uuid>,), Error = Rejection> + Clone {
     warp::header::optional::<String>("x-tenant-id").and(raw_query()).and_then(|header: Option<String>, query: String| async move {
-        let from_query = || {
-            form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "tenantId" || k == "tenant").map(|(_, v)| v.into_owned())
-        };
+        let from_query =
+            || form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "tenantId" || k == "tenant").map(|(_, v)| v.into_owned());
         match header.or_else(from_query) {
             None => Ok(None),
             Some(raw) => Uuid::parse_str(raw.trim()).map(Some).map_err(|_| {
@@ -82,10 +82,9 @@ pub fn tenant() -> impl Filter<Extract = (Option<Uuid>,), Error = Rejection> + C
 /// Applies the token's `tenant_id` restriction to the requested tenant.
 pub fn resolve_tenant(principal: &Principal, requested: Option<Uuid>) -> Result<Option<Uuid>, ApiError> {
     match (principal.tenant_claim, requested) {
-        (Some(claim), Some(asked)) if claim != asked => Err(ApiError::forbidden(
-            "this token is restricted to another tenant",
-            "ce jeton est limité à un autre locataire",
-        )),
+        (Some(claim), Some(asked)) if claim != asked => {
+            Err(ApiError::forbidden("this token is restricted to another tenant", "ce jeton est limité à un autre locataire"))
+        }
         (Some(claim), _) => Ok(Some(claim)),
         (None, asked) => Ok(asked),
     }
@@ -93,9 +92,11 @@ pub fn resolve_tenant(principal: &Principal, requested: Option<Uuid>) -> Result<
 
 /// The caller and the tenant they act in: `(Principal, Option<Uuid>)`.
 pub fn caller(state: Arc<AppState>) -> impl Filter<Extract = (Principal, Option<Uuid>), Error = Rejection> + Clone {
-    principal(state).and(tenant()).and_then(|p: Principal, t: Option<Uuid>| async move {
-        let tenant = resolve_tenant(&p, t).map_err(warp::reject::custom)?;
-        Ok::<_, Rejection>((p, tenant))
-    })
-    .untuple_one()
+    principal(state)
+        .and(tenant())
+        .and_then(|p: Principal, t: Option<Uuid>| async move {
+            let tenant = resolve_tenant(&p, t).map_err(warp::reject::custom)?;
+            Ok::<_, Rejection>((p, tenant))
+        })
+        .untuple_one()
 }

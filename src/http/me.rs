@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use serde_json::json;
 use uuid::Uuid;
+use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
-use warp::Filter;
 
 use crate::app::AppState;
 use crate::auth::Principal;

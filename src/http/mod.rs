@@ -38,10 +38,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(crate::realtime::routes(state))
         .unify();
-    filters::request_meta()
-        .and(api.recover(rejection_to_response).unify())
-        .map(finish)
-        .boxed()
+    filters::request_meta().and(api.recover(rejection_to_response).unify()).map(finish).boxed()
 }
 
 async fn rejection_to_response(rejection: Rejection) -> Result<Response, Infallible> {
@@ -56,7 +53,12 @@ fn rejection_to_error(rejection: &Rejection) -> ApiError {
         return ApiError::not_found("no such route", "route inconnue");
     }
     if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "RC405", "method not allowed on this route", "méthode non autorisée sur cette route");
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "RC405",
+            "method not allowed on this route",
+            "méthode non autorisée sur cette route",
+        );
     }
     if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "RC413", "request body too large", "corps de requête trop volumineux");
@@ -68,7 +70,12 @@ fn rejection_to_error(rejection: &Rejection) -> ApiError {
         return ApiError::bad_request(format!("missing header: {e}"), format!("en-tête manquant : {e}"));
     }
     if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
-        return ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "RC415", "unsupported content type", "type de contenu non pris en charge");
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "RC415",
+            "unsupported content type",
+            "type de contenu non pris en charge",
+        );
     }
     if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
         return ApiError::bad_request(format!("malformed JSON body: {e}"), format!("corps JSON mal formé : {e}"));

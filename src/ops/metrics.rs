@@ -9,11 +9,8 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The recorder, installed on first use.
 pub fn handle() -> &'static PrometheusHandle {
-    HANDLE.get_or_init(|| {
-        PrometheusBuilder::new()
-            .install_recorder()
-            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
-    })
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle()))
 }
 
 /// Routes are labelled by their first segments only, so ids never explode cardinality.

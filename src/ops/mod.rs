@@ -75,7 +75,10 @@ fn metrics_page(state: &AppState, auth: Option<&str>) -> Result<Response, ApiErr
     if let Some(token) = &state.settings.metrics_token {
         let given = auth.and_then(|h| h.strip_prefix("Bearer "));
         if given != Some(token.expose().as_str()) {
-            return Err(ApiError::unauthorized("metrics need the ROWCAST_METRICS_TOKEN bearer token", "les métriques exigent le jeton ROWCAST_METRICS_TOKEN"));
+            return Err(ApiError::unauthorized(
+                "metrics need the ROWCAST_METRICS_TOKEN bearer token",
+                "les métriques exigent le jeton ROWCAST_METRICS_TOKEN",
+            ));
         }
     }
     metrics::record_pool(state.db.pool());

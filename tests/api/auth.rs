@@ -102,7 +102,10 @@ async fn tenant_comes_from_the_header_or_the_query_and_non_members_are_refused()
     let app = spawn_app().await;
     let w = World::create(&app.db.owner().await).await;
     let owner = app.db.owner().await;
-    owner.execute("INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'tenant_user')", &[&w.tenant_b, &w.admin_a]).await.unwrap();
+    owner
+        .execute("INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'tenant_user')", &[&w.tenant_b, &w.admin_a])
+        .await
+        .unwrap();
     let token = app.token_for(w.admin_a, None);
     let ambiguous = app.get_json("/api/me", &token, 400).await;
     assert_eq!(ambiguous["code"], "22023", "two tenants and no choice: {ambiguous}");
@@ -112,7 +115,8 @@ async fn tenant_comes_from_the_header_or_the_query_and_non_members_are_refused()
     let via_header: Value = resp.json().await.unwrap();
     assert_eq!(via_header["role"], "tenant_admin");
     let stranger = app.token_for(w.user_b, None);
-    let refused = app.http.get(app.url("/api/me")).bearer_auth(&stranger).header("x-tenant-id", w.tenant_a.to_string()).send().await.unwrap();
+    let refused =
+        app.http.get(app.url("/api/me")).bearer_auth(&stranger).header("x-tenant-id", w.tenant_a.to_string()).send().await.unwrap();
     assert_eq!(refused.status().as_u16(), 403, "a member of B cannot enter A");
     let bad = app.http.get(app.url("/api/me")).bearer_auth(&token).header("x-tenant-id", "not-a-uuid").send().await.unwrap();
     assert_eq!(bad.status().as_u16(), 400);
@@ -132,7 +136,8 @@ async fn a_tenant_claim_restricts_the_token_to_that_tenant() {
 #[tokio::test]
 async fn errors_speak_french_when_asked_and_english_otherwise() {
     let app = spawn_app().await;
-    let fr: Value = app.http.get(app.url("/api/me")).header("accept-language", "fr-FR,fr;q=0.9").send().await.unwrap().json().await.unwrap();
+    let fr: Value =
+        app.http.get(app.url("/api/me")).header("accept-language", "fr-FR,fr;q=0.9").send().await.unwrap().json().await.unwrap();
     assert_eq!(fr["message"], "jeton d'accès manquant");
     let en: Value = app.http.get(app.url("/api/me")).send().await.unwrap().json().await.unwrap();
     assert_eq!(en["message"], "missing bearer token");

@@ -45,7 +45,15 @@ fn workdir() -> tempfile::TempDir {
 #[test]
 fn every_subcommand_has_help() {
     let dir = workdir();
-    for args in [vec!["--help"], vec!["dev", "--help"], vec!["serve", "--help"], vec!["migrate", "--help"], vec!["token", "--help"], vec!["admin", "--help"], vec!["admin", "test-rls", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["dev", "--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["token", "--help"],
+        vec!["admin", "--help"],
+        vec!["admin", "test-rls", "--help"],
+    ] {
         let out = run(dir.path(), &args, &[]);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         assert!(stdout(&out).contains("Usage"), "{args:?}");
@@ -211,16 +219,14 @@ fn admin_create_commands_print_ids_and_add_memberships_to_existing_users() {
     let tenant = admin(&["create-tenant", "--name", "Initech"]);
     assert!(Uuid::parse_str(&tenant).is_ok(), "the id alone: {tenant}");
     assert_eq!(admin(&["create-tenant", "--name", "Initech"]), tenant, "the same name gives the same tenant");
-    let json: Value = serde_json::from_str(&admin(&["--json", "create-platform-admin", "--email", "root@x.test", "--name", "Root"])).unwrap();
+    let json: Value =
+        serde_json::from_str(&admin(&["--json", "create-platform-admin", "--email", "root@x.test", "--name", "Root"])).unwrap();
     assert!(json["id"].as_str().is_some_and(|id| Uuid::parse_str(id).is_ok()), "{json}");
     let peter = admin(&["create-tenant-admin", "--email", "peter@initech.test", "--name", "Peter", "--tenant", "Initech"]);
     let again = admin(&["create-tenant-user", "--email", "peter@initech.test", "--name", "Peter", "--tenant", "Umbrella"]);
     assert_eq!(peter, again, "an existing user gets the membership added");
     let owner = rt.block_on(db.owner());
-    let n: i64 = rt
-        .block_on(owner.query_one("SELECT count(*) FROM memberships WHERE user_id = $1::text::uuid", &[&peter]))
-        .unwrap()
-        .get(0);
+    let n: i64 = rt.block_on(owner.query_one("SELECT count(*) FROM memberships WHERE user_id = $1::text::uuid", &[&peter])).unwrap().get(0);
     assert_eq!(n, 2, "member of Initech and of the newly created Umbrella");
     let rls: Value = serde_json::from_str(&admin(&["test-rls", "--json", "--user", "peter@initech.test", "--tenant", "Initech"])).unwrap();
     assert_eq!(rls["role"], "tenant_admin");
@@ -242,7 +248,11 @@ fn admin_test_rls_of_a_stranger_fails_cleanly() {
 
 /// Runs `rowcast dev` in `dir` until it prints its address; returns the child and the stdout so far.
 fn start_dev(dir: &Path) -> (std::process::Child, String) {
-    let mut child = rowcast(dir, &["dev"], &[("ROWCAST_BIND".into(), "127.0.0.1:0".into())]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = rowcast(dir, &["dev"], &[("ROWCAST_BIND".into(), "127.0.0.1:0".into())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let mut seen = String::new();
     loop {

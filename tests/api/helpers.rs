@@ -117,7 +117,12 @@ impl World {
         let user_a = user("user@a.test", false).await;
         let admin_b = user("admin@b.test", false).await;
         let user_b = user("user@b.test", false).await;
-        for (t, u, role) in [(tenant_a, admin_a, "tenant_admin"), (tenant_a, user_a, "tenant_user"), (tenant_b, admin_b, "tenant_admin"), (tenant_b, user_b, "tenant_user")] {
+        for (t, u, role) in [
+            (tenant_a, admin_a, "tenant_admin"),
+            (tenant_a, user_a, "tenant_user"),
+            (tenant_b, admin_b, "tenant_admin"),
+            (tenant_b, user_b, "tenant_user"),
+        ] {
             owner.execute("INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, $3)", &[&t, &u, &role]).await.unwrap();
         }
         World { tenant_a, tenant_b, platform_admin, admin_a, user_a, admin_b, user_b }

@@ -26,9 +26,8 @@ async fn member_of_a_sees_tenant_a_memberships_and_never_tenant_b() {
     let rows = as_user(&mut app, w.user_a, Some(w.tenant_a), "SELECT tenant_id FROM memberships", &[]).await.unwrap();
     assert_eq!(rows.len(), 2, "both memberships of tenant A are visible");
     assert!(ids(&rows, "tenant_id").iter().all(|t| *t == w.tenant_a), "only tenant A rows");
-    let rows = as_user(&mut app, w.user_a, Some(w.tenant_a), "SELECT 1 FROM memberships WHERE tenant_id = $1", &[&w.tenant_b])
-        .await
-        .unwrap();
+    let rows =
+        as_user(&mut app, w.user_a, Some(w.tenant_a), "SELECT 1 FROM memberships WHERE tenant_id = $1", &[&w.tenant_b]).await.unwrap();
     assert!(rows.is_empty(), "tenant B rows are invisible even when asked for by id");
 }
 
@@ -49,7 +48,8 @@ async fn without_context_every_table_reads_zero_rows_and_no_error() {
 async fn tenant_admin_inserts_into_own_tenant_but_not_into_another() {
     let (db, w) = world().await;
     let owner = db.owner().await;
-    let newcomer: Uuid = owner.query_one("INSERT INTO users (email, name) VALUES ('new@x.test', 'New') RETURNING id", &[]).await.unwrap().get(0);
+    let newcomer: Uuid =
+        owner.query_one("INSERT INTO users (email, name) VALUES ('new@x.test', 'New') RETURNING id", &[]).await.unwrap().get(0);
     let mut app = db.app().await;
     let insert = "INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'tenant_user') RETURNING id";
     let ok = as_user(&mut app, w.admin_a, Some(w.tenant_a), insert, &[&w.tenant_a, &newcomer]).await;
@@ -62,13 +62,25 @@ async fn tenant_admin_inserts_into_own_tenant_but_not_into_another() {
 async fn a_row_cannot_be_moved_to_another_tenant_but_can_be_updated_in_place() {
     let (db, w) = world().await;
     let mut app = db.app().await;
-    let moved = as_user(&mut app, w.admin_a, Some(w.tenant_a), "UPDATE memberships SET tenant_id = $1 WHERE user_id = $2", &[&w.tenant_b, &w.user_a])
-        .await
-        .unwrap_err();
+    let moved = as_user(
+        &mut app,
+        w.admin_a,
+        Some(w.tenant_a),
+        "UPDATE memberships SET tenant_id = $1 WHERE user_id = $2",
+        &[&w.tenant_b, &w.user_a],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(sqlstate(&moved), "42501");
-    let kept = as_user(&mut app, w.admin_a, Some(w.tenant_a), "UPDATE memberships SET role = 'tenant_admin' WHERE user_id = $1 RETURNING id", &[&w.user_a])
-        .await
-        .unwrap();
+    let kept = as_user(
+        &mut app,
+        w.admin_a,
+        Some(w.tenant_a),
+        "UPDATE memberships SET role = 'tenant_admin' WHERE user_id = $1 RETURNING id",
+        &[&w.user_a],
+    )
+    .await
+    .unwrap();
     assert_eq!(kept.len(), 1, "the same update inside tenant A succeeds");
 }
 
@@ -127,13 +139,15 @@ async fn platform_admin_enters_any_tenant_and_sees_all_tenants_outside_one() {
 async fn a_user_renames_themself_but_cannot_become_platform_admin() {
     let (db, w) = world().await;
     let mut app = db.app().await;
-    let renamed = as_user(&mut app, w.user_a, Some(w.tenant_a), "UPDATE users SET name = 'Renamed' WHERE id = $1 RETURNING id", &[&w.user_a])
-        .await
-        .unwrap();
+    let renamed =
+        as_user(&mut app, w.user_a, Some(w.tenant_a), "UPDATE users SET name = 'Renamed' WHERE id = $1 RETURNING id", &[&w.user_a])
+            .await
+            .unwrap();
     assert_eq!(renamed.len(), 1);
-    let err = as_user(&mut app, w.user_a, Some(w.tenant_a), "UPDATE users SET platform_role = 'platform_admin' WHERE id = $1", &[&w.user_a])
-        .await
-        .unwrap_err();
+    let err =
+        as_user(&mut app, w.user_a, Some(w.tenant_a), "UPDATE users SET platform_role = 'platform_admin' WHERE id = $1", &[&w.user_a])
+            .await
+            .unwrap_err();
     assert_eq!(sqlstate(&err), "42501");
     let other = as_user(&mut app, w.user_a, Some(w.tenant_a), "UPDATE users SET name = 'x' WHERE id = $1 RETURNING id", &[&w.admin_a])
         .await
