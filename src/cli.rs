@@ -61,9 +61,25 @@ fn parse_ttl(raw: &str) -> Result<Duration, String> {
     if ttl.is_zero() { Err("ttl must be positive".into()) } else { Ok(ttl) }
 }
 
+/// clap's multi-line usage error as one line (the part before `Usage:`), for scripts.
+fn one_line(message: &str) -> String {
+    let text: Vec<&str> = message.lines().map(str::trim).take_while(|l| !l.starts_with("Usage:")).filter(|l| !l.is_empty()).collect();
+    format!("{} (see --help)", text.join(" "))
+}
+
 /// Parses arguments, runs the command, maps the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{}", one_line(&e.to_string()));
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -71,8 +71,11 @@ fn a_cli_error_is_one_clear_line_and_a_failure_exit() {
     let out = run(dir.path(), &["serve"], &[("ROWCAST_JWT_SECRET".into(), "short".into())]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("ROWCAST_JWT_SECRET") && stderr(&out).contains("32 bytes"), "{}", stderr(&out));
-    let out = run(dir.path(), &["token", "--user", "x", "--ttl", "soon"], &[]);
-    assert!(!out.status.success(), "a bad ttl is refused");
+    for args in [&["token", "--user", "x", "--ttl", "soon"][..], &["admin", "create-tenant"], &["frobnicate"]] {
+        let out = run(dir.path(), args, &[]);
+        assert!(!out.status.success(), "{args:?} is refused");
+        assert_eq!(stderr(&out).lines().count(), 1, "{args:?}: one line: {}", stderr(&out));
+    }
 }
 
 async fn build_with(db: &TestDb, app_url: String) -> Result<Application, StartError> {
