@@ -1,0 +1,255 @@
+//! The benchmark command: `cargo bench --bench rowcast -- [rest] [--seconds N] [--clients N]`.
+//!
+//! Starts a private cluster, migrates and seeds it, runs the real server in-process, drives
+//! it over HTTP, and runs `pgbench` with the identical transaction (BEGIN, app.begin_request,
+//! the same statement, COMMIT) against the same database in the same run, printing both.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rowcast::app::Application;
+use rowcast::config::{Env, Settings};
+use rowcast::db::embedded::{EmbeddedCluster, find_bindir, start_ephemeral};
+use uuid::Uuid;
+
+const APP_PASSWORD: &str = "bench-app-password";
+const JWT_SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
+const DB: &str = "bench";
+const READ_ROWS: u64 = 20_000;
+const TENANT: &str = "b0000000-0000-4000-8000-000000000001";
+const USER: &str = "b0000000-0000-4000-8000-000000000002";
+
+struct Options {
+    seconds: u64,
+    clients: usize,
+    suites: Vec<String>,
+}
+
+fn options() -> Options {
+    let mut opts = Options { seconds: 10, clients: 16, suites: Vec::new() };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => opts.seconds = args.next().and_then(|v| v.parse().ok()).unwrap_or(opts.seconds),
+            "--clients" => opts.clients = args.next().and_then(|v| v.parse().ok()).unwrap_or(opts.clients),
+            "--bench" => {}
+            other if !other.starts_with('-') => opts.suites.push(other.to_string()),
+            _ => {}
+        }
+    }
+    if opts.suites.is_empty() {
+        opts.suites.push("rest".into());
+    }
+    opts
+}
+
+/// Contact number `i` has a predictable id, so pgbench and the HTTP client pick the same rows.
+fn contact_id(i: u64) -> String {
+    format!("00000000-0000-4000-8000-{i:012x}")
+}
+
+const ID_SQL: &str = "('00000000-0000-4000-8000-' || lpad(to_hex(:i), 12, '0'))::uuid";
+
+async fn prepare(cluster: &EmbeddedCluster) -> anyhow::Result<()> {
+    cluster.ensure_database(DB).await?;
+    rowcast::db::migrate::migrate(&cluster.pg_config(DB), APP_PASSWORD).await?;
+    let (client, conn) = cluster.pg_config(DB).connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "INSERT INTO tenants (id, name) VALUES ('{TENANT}', 'Bench') ON CONFLICT DO NOTHING;
+             INSERT INTO users (id, email, name) VALUES ('{USER}', 'bench@bench.test', 'Bench') ON CONFLICT DO NOTHING;
+             INSERT INTO memberships (tenant_id, user_id, role) VALUES ('{TENANT}', '{USER}', 'tenant_user') ON CONFLICT DO NOTHING;
+             INSERT INTO contacts (id, tenant_id, phone, first_name)
+               SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, '{TENANT}', '+1555' || lpad(i::text, 7, '0'), 'Read'
+               FROM generate_series(1, {READ_ROWS}) i ON CONFLICT DO NOTHING;
+             CREATE SEQUENCE IF NOT EXISTS public.bench_phone START 1;
+             GRANT USAGE ON SEQUENCE public.bench_phone TO rowcast_app;
+             VACUUM ANALYZE;"
+        ))
+        .await?;
+    Ok(())
+}
+
+struct Figures {
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[idx]) / 1000.0
+}
+
+/// Runs `clients` concurrent loops of `request` for `seconds`, returning throughput and latency.
+async fn drive<F, Fut>(clients: usize, seconds: u64, request: F) -> Figures
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let request = Arc::new(request);
+    let counter = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (request, counter, errors) = (request.clone(), counter.clone(), errors.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(100_000);
+                while Instant::now() < deadline {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let t = Instant::now();
+                    if !request(n).await {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    Figures {
+        per_second: all.len() as f64 / elapsed,
+        p50_ms: percentile(&all, 0.50),
+        p99_ms: percentile(&all, 0.99),
+        errors: errors.load(Ordering::Relaxed),
+    }
+}
+
+/// Runs pgbench with `script` as rowcast_app; returns transactions per second.
+fn pgbench(cluster: &EmbeddedCluster, script: &str, clients: usize, seconds: u64) -> anyhow::Result<f64> {
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), script)?;
+    let bin: PathBuf = find_bindir()?.join("pgbench");
+    let out = std::process::Command::new(bin)
+        .args(["-n", "-M", "prepared", "-h", "127.0.0.1", "-U", "rowcast_app"])
+        .arg("-p")
+        .arg(cluster.port().to_string())
+        .arg("-c")
+        .arg(clients.to_string())
+        .args(["-j", "2", "-T"])
+        .arg(seconds.to_string())
+        .arg("-f")
+        .arg(file.path())
+        .arg(DB)
+        .env("PGPASSWORD", APP_PASSWORD)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        anyhow::bail!("pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = ").and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()))
+        .ok_or_else(|| anyhow::anyhow!("no tps line in pgbench output: {text}"))
+}
+
+fn report(name: &str, ours: &Figures, raw_tps: f64, target: f64) {
+    let ratio = ours.per_second / raw_tps;
+    println!(
+        "{name:<22} rowcast {:>9.0} req/s (p50 {:>6.2} ms, p99 {:>6.2} ms, errors {})   pgbench {:>9.0} tps   ratio {:>5.2}  (target >= {target})  {}",
+        ours.per_second,
+        ours.p50_ms,
+        ours.p99_ms,
+        ours.errors,
+        raw_tps,
+        ratio,
+        if ratio >= target { "PASS" } else { "BELOW TARGET" }
+    );
+}
+
+async fn rest_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result<()> {
+    let settings = Settings::from_env(&Env::from_pairs(
+        [
+            ("ROWCAST_APP_DATABASE_URL", format!("postgres://rowcast_app:{APP_PASSWORD}@127.0.0.1:{}/{DB}", cluster.port())),
+            ("ROWCAST_BIND", "127.0.0.1:0".into()),
+            ("ROWCAST_JWT_SECRET", JWT_SECRET.into()),
+            ("ROWCAST_POOL_SIZE", opts.clients.to_string()),
+            ("RUST_LOG", "warn".into()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    ))?;
+    let app = Application::build(settings).await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let token = app.state().jwt.mint(Uuid::parse_str(USER)?, None, Duration::from_secs(3600)).map_err(anyhow::Error::msg)?;
+    let shutdown = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::builder().pool_max_idle_per_host(opts.clients).build()?;
+
+    println!("REST, {} clients, {} s each, same cluster, same run:", opts.clients, opts.seconds);
+    let phones = Arc::new(AtomicU64::new(0));
+    let (h, b, t) = (http.clone(), base.clone(), token.clone());
+    let create = drive(opts.clients, opts.seconds, move |_| {
+        let n = phones.fetch_add(1, Ordering::Relaxed);
+        let req = h
+            .post(format!("{b}/rest/contacts"))
+            .bearer_auth(&t)
+            .header("prefer", "return=minimal")
+            .json(&serde_json::json!({"phone": format!("+1{}", 3_000_000_000u64 + n), "first_name": "Bench"}));
+        async move { req.send().await.is_ok_and(|r| r.status().as_u16() == 201) }
+    })
+    .await;
+    let raw = pgbench(
+        cluster,
+        &format!(
+            "BEGIN;\nSELECT * FROM app.begin_request('{USER}', NULL);\n\
+             INSERT INTO contacts (tenant_id, phone, first_name) VALUES ('{TENANT}', '+1' || (4000000000 + nextval('bench_phone'))::text, 'Bench');\n\
+             COMMIT;\n"
+        ),
+        opts.clients,
+        opts.seconds,
+    )?;
+    report("create (POST contact)", &create, raw, 0.8);
+
+    let (h, b, t) = (http.clone(), base.clone(), token.clone());
+    let read = drive(opts.clients, opts.seconds, move |n| {
+        let id = contact_id(1 + (n.wrapping_mul(7919) % READ_ROWS));
+        let req = h
+            .get(format!("{b}/rest/contacts?id=eq.{id}"))
+            .bearer_auth(&t)
+            .header("accept", "application/vnd.pgrst.object+json");
+        async move { req.send().await.is_ok_and(|r| r.status().as_u16() == 200) }
+    })
+    .await;
+    let raw = pgbench(
+        cluster,
+        &format!(
+            "\\set i random(1, {READ_ROWS})\nBEGIN;\nSELECT * FROM app.begin_request('{USER}', NULL);\n\
+             SELECT * FROM contacts WHERE id = {ID_SQL};\nCOMMIT;\n"
+        ),
+        opts.clients,
+        opts.seconds,
+    )?;
+    report("read by id (GET)", &read, raw, 0.8);
+    shutdown.cancel();
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let opts = options();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let cluster = start_ephemeral(vec![("max_connections".into(), "300".into())]).await?;
+        prepare(&cluster).await?;
+        for suite in &opts.suites {
+            match suite.as_str() {
+                "rest" => rest_suite(&cluster, &opts).await?,
+                other => anyhow::bail!("unknown suite `{other}` (known: rest)"),
+            }
+        }
+        Ok(())
+    })
+}
