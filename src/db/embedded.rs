@@ -63,7 +63,10 @@ pub struct EmbeddedCluster {
     port: u16,
     password: String,
     data_dir: PathBuf,
-    _socket_dir: tempfile::TempDir,
+    socket_dir: tempfile::TempDir,
+    opts: ClusterOptions,
+    bindir: PathBuf,
+    run_as: Option<RunAs>,
 }
 
 /// The OS user the server binaries run as: `postgres` when this process is root.
@@ -165,15 +168,18 @@ impl EmbeddedCluster {
         let socket_dir = tempfile::Builder::new().prefix("rowcast-sock-").tempdir().map_err(step("creating the socket directory"))?;
         RunAs::chown(run_as, socket_dir.path())?;
         let child = spawn_postgres(&bindir, run_as, &opts, port, socket_dir.path())?;
+        let watchdog = spawn_watchdog(&opts.data_dir, opts.ephemeral.then_some(opts.data_dir.parent()).flatten())?;
         let mut cluster = EmbeddedCluster {
-            watchdog: None,
+            watchdog: Some(watchdog),
             port,
             password: opts.superuser_password.clone(),
             data_dir: opts.data_dir.clone(),
-            _socket_dir: socket_dir,
+            socket_dir,
             child: Some(child),
+            opts,
+            bindir,
+            run_as,
         };
-        cluster.watchdog = Some(spawn_watchdog(cluster.pid(), opts.ephemeral.then_some(opts.data_dir.parent()).flatten())?);
         cluster.wait_ready(Duration::from_secs(60)).await?;
         Ok(cluster)
     }
@@ -184,10 +190,6 @@ impl EmbeddedCluster {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or_default()
     }
 
     /// Connection settings for the superuser on `dbname`.
@@ -247,8 +249,9 @@ impl EmbeddedCluster {
         Ok(())
     }
 
-    /// Fast shutdown: waits for the server to exit (sessions are disconnected, data is safe).
-    pub fn stop(&mut self) {
+    /// Stops the server only (fast shutdown), keeping the data and the port for [`Self::start_server`].
+    /// For fault tests: a database "restart" as clients see it.
+    pub fn stop_server(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = Pid::from_raw(child.id() as i32);
             let _ = kill(pid, Signal::SIGINT);
@@ -264,6 +267,20 @@ impl EmbeddedCluster {
                 let _ = child.wait();
             }
         }
+    }
+
+    /// Starts the server again after [`Self::stop_server`], on the same port and data.
+    pub async fn start_server(&mut self) -> Result<(), EmbeddedError> {
+        if self.child.is_none() {
+            self.child = Some(spawn_postgres(&self.bindir, self.run_as, &self.opts, self.port, self.socket_dir.path())?);
+            self.wait_ready(Duration::from_secs(60)).await?;
+        }
+        Ok(())
+    }
+
+    /// Fast shutdown: waits for the server to exit (sessions are disconnected, data is safe).
+    pub fn stop(&mut self) {
+        self.stop_server();
         // Closing the pipe lets the watchdog finish (and clean an ephemeral directory).
         if let Some((mut watchdog, stdin)) = self.watchdog.take() {
             drop(stdin);
@@ -344,18 +361,21 @@ fn spawn_postgres(
     cmd.spawn().map_err(step("starting postgres"))
 }
 
-/// A `sh` that waits for EOF on its stdin, then stops the server and optionally removes a directory.
-fn spawn_watchdog(pid: u32, remove: Option<&Path>) -> Result<(Child, ChildStdin), EmbeddedError> {
+/// A `sh` that waits for EOF on its stdin, then stops whatever server runs on the data
+/// directory (its pid is the first line of `postmaster.pid`, so restarts are covered) and
+/// optionally removes a directory.
+fn spawn_watchdog(data_dir: &Path, remove: Option<&Path>) -> Result<(Child, ChildStdin), EmbeddedError> {
     const SCRIPT: &str = r#"cat >/dev/null
-kill -INT "$1" 2>/dev/null
+pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null)
+[ -n "$pid" ] && kill -INT "$pid" 2>/dev/null
 if [ -n "$2" ]; then
   i=0
-  while kill -0 "$1" 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+  while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
   rm -rf "$2"
 fi"#;
     let mut child = Command::new("sh")
         .args(["-c", SCRIPT, "rowcast-pg-watchdog"])
-        .arg(pid.to_string())
+        .arg(data_dir)
         .arg(remove.map(|p| p.display().to_string()).unwrap_or_default())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod faults;
 mod isolation;
 mod realtime;
 mod rest;
