@@ -11,6 +11,7 @@ use crate::error::ApiError;
 pub struct Db {
     pool: Pool,
     statement_timeout_ms: String,
+    slow_query: Duration,
 }
 
 impl Db {
@@ -24,7 +25,17 @@ impl Db {
             .recycle_timeout(Some(Duration::from_secs(1)))
             .build()
             .expect("a pool with a runtime and timeouts always builds");
-        Self { pool, statement_timeout_ms: statement_timeout.as_millis().to_string() }
+        Self { pool, statement_timeout_ms: statement_timeout.as_millis().to_string(), slow_query: Duration::from_secs(1) }
+    }
+
+    /// Transactions slower than this are logged and listed in the performance stats.
+    pub fn with_slow_query(mut self, threshold: Duration) -> Self {
+        self.slow_query = threshold;
+        self
+    }
+
+    pub(crate) fn slow_query(&self) -> Duration {
+        self.slow_query
     }
 
     /// A pooled connection, waiting at most `ROWCAST_POOL_TIMEOUT_MS` (then 503).

@@ -3,6 +3,7 @@
 //! or `ROLLBACK` when the transaction is dropped (on any error). Nothing outlives it.
 
 use std::ops::Deref;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Transaction};
 use serde::Serialize;
@@ -28,16 +29,34 @@ const BEGIN_REQUEST: &str = "SELECT r.user_id, r.tenant_id, r.role, set_config('
 pub struct TenantTx<'c> {
     tx: Transaction<'c>,
     ctx: RequestContext,
+    timer: TxTimer,
+}
+
+/// Records the transaction in the performance stats when it ends, committed or not.
+struct TxTimer {
+    started: Instant,
+    tenant: Option<Uuid>,
+    role: String,
+    committed: bool,
+    slow_after: Duration,
+}
+
+impl Drop for TxTimer {
+    fn drop(&mut self) {
+        crate::ops::stats::record_transaction(self.tenant, &self.role, self.started.elapsed(), self.committed, self.slow_after);
+    }
 }
 
 impl<'c> TenantTx<'c> {
     /// `BEGIN`, then `app.begin_request(user, tenant)` in one round trip.
     pub async fn begin(db: &Db, conn: &'c mut Object, principal: &Principal, tenant: Option<Uuid>) -> Result<Self, ApiError> {
+        let started = Instant::now();
         let tx = conn.transaction().await?;
         let stmt = tx.prepare_cached(BEGIN_REQUEST).await?;
         let row = tx.query_one(&stmt, &[&principal.user_id, &tenant, &db.statement_timeout_ms()]).await?;
         let ctx = RequestContext { user_id: row.get(0), tenant_id: row.get(1), role: row.get(2) };
-        Ok(Self { tx, ctx })
+        let timer = TxTimer { started, tenant: ctx.tenant_id, role: ctx.role.clone(), committed: false, slow_after: db.slow_query() };
+        Ok(Self { tx, ctx, timer })
     }
 
     pub fn context(&self) -> &RequestContext {
@@ -45,7 +64,10 @@ impl<'c> TenantTx<'c> {
     }
 
     pub async fn commit(self) -> Result<(), ApiError> {
-        Ok(self.tx.commit().await?)
+        let TenantTx { tx, mut timer, .. } = self;
+        tx.commit().await?;
+        timer.committed = true;
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod filters;
 mod me;
+mod perf;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -33,6 +34,8 @@ use warp::Reply;
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let api = crate::ops::routes(state.clone())
         .or(me::routes(state.clone()))
+        .unify()
+        .or(perf::routes(state.clone()))
         .unify()
         .or(crate::rest::routes(state.clone()))
         .unify()

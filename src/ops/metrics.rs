@@ -26,6 +26,7 @@ fn route_label(path: &str) -> String {
 pub fn record_request(method: &str, path: &str, status: u16, elapsed: Duration) {
     handle();
     let route = route_label(path);
+    super::stats::record_request(method, &route, status, elapsed);
     let labels = [("method", method.to_string()), ("route", route), ("status", status.to_string())];
     metrics::counter!("rowcast_http_requests_total", &labels).increment(1);
     metrics::histogram!("rowcast_http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());

@@ -1,6 +1,7 @@
 //! Operational endpoints: `/health`, `/live`, `/ready`, `/api/locales`, `/metrics`.
 
 pub mod metrics;
+pub mod stats;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -199,3 +199,25 @@ async fn metrics_need_the_token_when_one_is_configured() {
     let allowed = app.http.get(app.url("/metrics")).bearer_auth("scrape-me").send().await.unwrap();
     assert_eq!(allowed.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn performance_stats_are_for_platform_admins_only() {
+    let app = spawn_app().await;
+    let w = World::create(&app.db.owner().await).await;
+    app.get_json("/api/me", &app.token_for(w.user_a, None), 200).await;
+    let stats = app.get_json("/api/performance/stats", &app.token_for(w.platform_admin, None), 200).await;
+    assert!(stats["routes"]["GET /api/me"]["requests"].as_u64().unwrap_or(0) >= 1, "{stats}");
+    assert!(stats["tenants"].as_array().is_some_and(|t| !t.is_empty()), "{stats}");
+    assert!(stats["pool"]["maxSize"].as_u64().is_some());
+    app.get_json("/api/performance/stats", &app.token_for(w.admin_a, None), 403).await;
+}
+
+#[tokio::test]
+async fn transactions_over_the_slow_threshold_are_listed() {
+    let app = spawn_app_with(|v| v.push(("ROWCAST_SLOW_QUERY_MS".into(), "0".into()))).await;
+    let w = World::create(&app.db.owner().await).await;
+    app.get_json("/api/me", &app.token_for(w.user_b, None), 200).await;
+    let stats = app.get_json("/api/performance/stats", &app.token_for(w.platform_admin, None), 200).await;
+    let slow = stats["slowTransactions"].as_array().unwrap();
+    assert!(slow.iter().any(|s| s["tenantId"] == json!(w.tenant_b)), "{stats}");
+}
