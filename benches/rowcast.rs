@@ -40,7 +40,7 @@ fn options() -> Options {
         }
     }
     if opts.suites.is_empty() {
-        opts.suites.push("rest".into());
+        opts.suites = vec!["rest".into(), "postgraphile".into()];
     }
     opts
 }
@@ -66,10 +66,10 @@ async fn prepare(cluster: &EmbeddedCluster) -> anyhow::Result<()> {
                SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, '{TENANT}', '+1555' || lpad(i::text, 7, '0'), 'Read'
                FROM generate_series(1, {READ_ROWS}) i ON CONFLICT DO NOTHING;
              CREATE SEQUENCE IF NOT EXISTS public.bench_phone START 1;
-             GRANT USAGE ON SEQUENCE public.bench_phone TO rowcast_app;
-             VACUUM ANALYZE;"
+             GRANT USAGE ON SEQUENCE public.bench_phone TO rowcast_app;"
         ))
         .await?;
+    client.batch_execute("VACUUM ANALYZE").await?;
     Ok(())
 }
 
@@ -171,7 +171,8 @@ fn report(name: &str, ours: &Figures, raw_tps: f64, target: f64) {
     );
 }
 
-async fn rest_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result<()> {
+/// The real server in-process on a free port: (base url, token of the bench user, stop handle).
+async fn start_rowcast(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result<(String, String, tokio_util::sync::CancellationToken)> {
     let settings = Settings::from_env(&Env::from_pairs(
         [
             ("ROWCAST_APP_DATABASE_URL", format!("postgres://rowcast_app:{APP_PASSWORD}@127.0.0.1:{}/{DB}", cluster.port())),
@@ -187,18 +188,30 @@ async fn rest_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result
     let token = app.state().jwt.mint(Uuid::parse_str(USER)?, None, Duration::from_secs(3600)).map_err(anyhow::Error::msg)?;
     let shutdown = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
+    Ok((base, token, shutdown))
+}
+
+fn create_contact(http: &reqwest::Client, base: &str, token: &str, n: u64) -> reqwest::RequestBuilder {
+    http.post(format!("{base}/rest/contacts"))
+        .bearer_auth(token)
+        .header("prefer", "return=minimal")
+        .json(&serde_json::json!({"tenant_id": TENANT, "phone": format!("+1{}", 3_000_000_000u64 + n), "first_name": "Bench"}))
+}
+
+fn read_contact(http: &reqwest::Client, base: &str, token: &str, n: u64) -> reqwest::RequestBuilder {
+    let id = contact_id(1 + (n.wrapping_mul(7919) % READ_ROWS));
+    http.get(format!("{base}/rest/contacts?id=eq.{id}")).bearer_auth(token).header("accept", "application/vnd.pgrst.object+json")
+}
+
+async fn rest_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result<()> {
+    let (base, token, shutdown) = start_rowcast(cluster, opts).await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(opts.clients).build()?;
 
     println!("REST, {} clients, {} s each, same cluster, same run:", opts.clients, opts.seconds);
     let phones = Arc::new(AtomicU64::new(0));
     let (h, b, t) = (http.clone(), base.clone(), token.clone());
     let create = drive(opts.clients, opts.seconds, move |_| {
-        let n = phones.fetch_add(1, Ordering::Relaxed);
-        let req = h
-            .post(format!("{b}/rest/contacts"))
-            .bearer_auth(&t)
-            .header("prefer", "return=minimal")
-            .json(&serde_json::json!({"phone": format!("+1{}", 3_000_000_000u64 + n), "first_name": "Bench"}));
+        let req = create_contact(&h, &b, &t, phones.fetch_add(1, Ordering::Relaxed));
         async move { req.send().await.is_ok_and(|r| r.status().as_u16() == 201) }
     })
     .await;
@@ -216,11 +229,7 @@ async fn rest_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result
 
     let (h, b, t) = (http.clone(), base.clone(), token.clone());
     let read = drive(opts.clients, opts.seconds, move |n| {
-        let id = contact_id(1 + (n.wrapping_mul(7919) % READ_ROWS));
-        let req = h
-            .get(format!("{b}/rest/contacts?id=eq.{id}"))
-            .bearer_auth(&t)
-            .header("accept", "application/vnd.pgrst.object+json");
+        let req = read_contact(&h, &b, &t, n);
         async move { req.send().await.is_ok_and(|r| r.status().as_u16() == 200) }
     })
     .await;
@@ -238,6 +247,113 @@ async fn rest_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result
     Ok(())
 }
 
+/// Installs PostGraphile 4 (npm) under target/ once; returns the directory holding node_modules.
+fn postgraphile_install() -> anyhow::Result<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-node");
+    if !dir.join("node_modules/postgraphile").is_dir() {
+        std::fs::create_dir_all(&dir)?;
+        let status = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&dir)
+            .args(["postgraphile@4.14.1", "pg@8"])
+            .status()?;
+        anyhow::ensure!(status.success(), "npm install postgraphile@4 failed");
+    }
+    Ok(dir)
+}
+
+/// Starts PostGraphile as rowcast_app on a free port; returns the child and its GraphQL url.
+fn start_postgraphile(cluster: &EmbeddedCluster, clients: usize) -> anyhow::Result<(std::process::Child, String)> {
+    use std::io::BufRead;
+    let dir = postgraphile_install()?;
+    let port = rowcast::db::embedded::free_port()?;
+    let dsn = format!("postgres://rowcast_app:{APP_PASSWORD}@127.0.0.1:{}/{DB}", cluster.port());
+    let mut child = std::process::Command::new("node")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/postgraphile/server.js"))
+        .args([dsn, port.to_string()])
+        .env("NODE_PATH", dir.join("node_modules"))
+        .env("POOL_SIZE", clients.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    anyhow::ensure!(line.trim() == "ready", "postgraphile did not start: {line}");
+    Ok((child, format!("http://127.0.0.1:{port}/graphql")))
+}
+
+const GQL_CREATE: &str = "mutation($input: CreateContactInput!) { createContact(input: $input) { clientMutationId } }";
+const GQL_READ: &str = "query($id: UUID!) { contactById(id: $id) { id tenantId phone firstName lastName email language attributes optedOut deletedAt createdAt updatedAt } }";
+
+fn graphql(http: &reqwest::Client, url: &str, query: &str, variables: serde_json::Value) -> reqwest::RequestBuilder {
+    http.post(url)
+        .header("x-user-id", USER)
+        .header("x-tenant-id", TENANT)
+        .header("x-role", "tenant_user")
+        .json(&serde_json::json!({"query": query, "variables": variables}))
+}
+
+async fn graphql_ok(req: reqwest::RequestBuilder) -> bool {
+    match req.send().await {
+        Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.is_ok_and(|v| v.get("errors").is_none()),
+        _ => false,
+    }
+}
+
+async fn postgraphile_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result<()> {
+    let (mut child, gql) = start_postgraphile(cluster, opts.clients)?;
+    let (base, token, shutdown) = start_rowcast(cluster, opts).await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(opts.clients).build()?;
+    println!("rowcast REST vs PostGraphile 4 (npm), {} clients, {} s each, same database and tables:", opts.clients, opts.seconds);
+    let phones = Arc::new(AtomicU64::new(0));
+    let (h, b, t, p) = (http.clone(), base.clone(), token.clone(), phones.clone());
+    let ours = drive(opts.clients, opts.seconds, move |_| {
+        let req = create_contact(&h, &b, &t, 100_000_000 + p.fetch_add(1, Ordering::Relaxed));
+        async move { req.send().await.is_ok_and(|r| r.status().as_u16() == 201) }
+    })
+    .await;
+    let (h, g, p) = (http.clone(), gql.clone(), phones.clone());
+    let theirs = drive(opts.clients, opts.seconds, move |_| {
+        let n = 200_000_000 + p.fetch_add(1, Ordering::Relaxed);
+        let input = serde_json::json!({"input": {"contact": {"tenantId": TENANT, "phone": format!("+1{}", 3_000_000_000u64 + n), "firstName": "Bench"}}});
+        graphql_ok(graphql(&h, &g, GQL_CREATE, input))
+    })
+    .await;
+    report_vs("create", &ours, &theirs, 1.5);
+    let (h, b, t) = (http.clone(), base.clone(), token.clone());
+    let ours = drive(opts.clients, opts.seconds, move |n| {
+        let req = read_contact(&h, &b, &t, n);
+        async move { req.send().await.is_ok_and(|r| r.status().as_u16() == 200) }
+    })
+    .await;
+    let (h, g) = (http.clone(), gql.clone());
+    let theirs = drive(opts.clients, opts.seconds, move |n| {
+        let id = contact_id(1 + (n.wrapping_mul(7919) % READ_ROWS));
+        graphql_ok(graphql(&h, &g, GQL_READ, serde_json::json!({"id": id})))
+    })
+    .await;
+    report_vs("read by id", &ours, &theirs, 1.8);
+    shutdown.cancel();
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(())
+}
+
+fn report_vs(name: &str, ours: &Figures, theirs: &Figures, target: f64) {
+    let ratio = ours.per_second / theirs.per_second.max(f64::MIN_POSITIVE);
+    println!(
+        "{name:<22} rowcast {:>9.0} req/s (p99 {:>6.2} ms, errors {})   postgraphile {:>9.0} req/s (p99 {:>6.2} ms, errors {})   ratio {:>5.2}  (target >= {target})  {}",
+        ours.per_second,
+        ours.p99_ms,
+        ours.errors,
+        theirs.per_second,
+        theirs.p99_ms,
+        theirs.errors,
+        ratio,
+        if ratio >= target { "PASS" } else { "BELOW TARGET" }
+    );
+}
+
 fn main() -> anyhow::Result<()> {
     let opts = options();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -247,7 +363,8 @@ fn main() -> anyhow::Result<()> {
         for suite in &opts.suites {
             match suite.as_str() {
                 "rest" => rest_suite(&cluster, &opts).await?,
-                other => anyhow::bail!("unknown suite `{other}` (known: rest)"),
+                "postgraphile" => postgraphile_suite(&cluster, &opts).await?,
+                other => anyhow::bail!("unknown suite `{other}` (known: rest, postgraphile)"),
             }
         }
         Ok(())
