@@ -47,6 +47,36 @@ pub enum AdminCommand {
     },
     /// Every row-level security policy.
     ListPolicies,
+    /// EMERGENCY: switch row-level security off or back on for one table of schema public.
+    Rls {
+        #[command(subcommand)]
+        command: RlsCommand,
+    },
+}
+
+/// `rowcast admin rls …`: the emergency switch. Every use is logged loudly and recorded in
+/// `app.rls_audit`, in the same transaction as the `ALTER TABLE`.
+#[derive(Debug, Subcommand)]
+pub enum RlsCommand {
+    /// EMERGENCY: DISABLE and NO FORCE row-level security: rowcast_app then sees every tenant's rows
+    /// (and the REST API stops exposing the table).
+    Disable {
+        /// Table of schema public (`contacts` or `public.contacts`).
+        #[arg(long)]
+        table: String,
+        /// Why, recorded in app.rls_audit.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// ENABLE and FORCE row-level security again.
+    Enable {
+        /// Table of schema public (`contacts` or `public.contacts`).
+        #[arg(long)]
+        table: String,
+        /// Why, recorded in app.rls_audit.
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 /// What a command printed: plain text for humans/scripts, or JSON with `--json`.
@@ -66,6 +96,8 @@ pub async fn run(client: &mut Client, cmd: AdminCommand) -> anyhow::Result<Outpu
         AdminCommand::CreateTenantUser { email, name, tenant } => create_member(client, &email, &name, &tenant, "tenant_user").await,
         AdminCommand::TestRls { user, tenant } => test_rls(client, &user, tenant.as_deref()).await,
         AdminCommand::ListPolicies => list_policies(client).await,
+        AdminCommand::Rls { command: RlsCommand::Disable { table, reason } } => switch_rls(client, &table, false, reason.as_deref()).await,
+        AdminCommand::Rls { command: RlsCommand::Enable { table, reason } } => switch_rls(client, &table, true, reason.as_deref()).await,
     }
 }
 
@@ -142,7 +174,8 @@ async fn test_rls(client: &mut Client, user: &str, tenant: Option<&str>) -> anyh
     let tables: Vec<String> = client
         .query(
             "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relrowsecurity ORDER BY 1",
+             WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relrowsecurity
+               AND has_any_column_privilege('rowcast_app', c.oid, 'SELECT') ORDER BY 1",
             &[],
         )
         .await?
@@ -162,7 +195,10 @@ async fn test_rls(client: &mut Client, user: &str, tenant: Option<&str>) -> anyh
         counts.insert(table.clone(), json!(n));
     }
     tx.rollback().await?;
-    Ok(Output { text: text.trim_end().to_string(), json: json!({ "userId": user_id, "tenantId": in_tenant, "role": role, "tables": counts }) })
+    Ok(Output {
+        text: text.trim_end().to_string(),
+        json: json!({ "userId": user_id, "tenantId": in_tenant, "role": role, "tables": counts }),
+    })
 }
 
 async fn list_policies(client: &Client) -> anyhow::Result<Output> {
@@ -182,6 +218,54 @@ async fn list_policies(client: &Client) -> anyhow::Result<Output> {
         list.push(json!({"table": table, "policy": name, "permissive": kind, "command": cmd, "using": using, "withCheck": check}));
     }
     Ok(Output { text: text.trim_end().to_string(), json: json!({ "policies": list }) })
+}
+
+/// The emergency switch: `ALTER TABLE public.<table> ENABLE/DISABLE ROW LEVEL SECURITY` plus
+/// `FORCE`/`NO FORCE`, on a table checked against the catalog and quoted, recorded in
+/// `app.rls_audit` in the same transaction. Loud on purpose: a warning in the log and a line
+/// on stderr, whatever `--json` says about stdout.
+async fn switch_rls(client: &mut Client, table: &str, enable: bool, reason: Option<&str>) -> anyhow::Result<Output> {
+    let name = table.strip_prefix("public.").unwrap_or(table);
+    let tx = client.transaction().await?;
+    let found = tx
+        .query_opt(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'public' AND c.relname = $1 AND c.relkind IN ('r', 'p')",
+            &[&name],
+        )
+        .await
+        .map_err(db_error)?;
+    let Some(row) = found else { anyhow::bail!("no table {name} in schema public") };
+    let relname: String = row.get(0);
+    let qualified = format!("public.{relname}");
+    let (action, verbs) = if enable {
+        ("enable", "ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY")
+    } else {
+        ("disable", "DISABLE ROW LEVEL SECURITY, NO FORCE ROW LEVEL SECURITY")
+    };
+    tx.batch_execute(&format!("ALTER TABLE public.{} {verbs}", crate::db::embedded::quote_ident(&relname))).await.map_err(db_error)?;
+    let audit = tx
+        .query_one(
+            "INSERT INTO app.rls_audit (table_name, action, reason) VALUES ($1, $2, $3) RETURNING id, actor, at::text",
+            &[&qualified, &action, &reason],
+        )
+        .await
+        .map_err(db_error)?;
+    tx.commit().await?;
+    let (audit_id, actor, at): (i64, String, String) = (audit.get(0), audit.get(1), audit.get(2));
+    let line = if enable {
+        format!("row-level security ENABLED and FORCED again on {qualified} (audit #{audit_id}, by {actor})")
+    } else {
+        format!(
+            "!!! EMERGENCY: row-level security DISABLED on {qualified}: tenant isolation is OFF for this table (audit #{audit_id}, by {actor}); re-enable with `rowcast admin rls enable --table {relname}`"
+        )
+    };
+    tracing::warn!(table = %qualified, action, actor = %actor, reason = reason.unwrap_or(""), audit_id, "{line}");
+    eprintln!("{line}");
+    Ok(Output {
+        text: format!("{action}d row-level security on {qualified}"),
+        json: json!({ "table": qualified, "action": action, "rlsEnabled": enable, "rlsForced": enable, "auditId": audit_id, "actor": actor, "at": at }),
+    })
 }
 
 fn db_error(err: tokio_postgres::Error) -> anyhow::Error {

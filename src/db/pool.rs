@@ -1,5 +1,7 @@
 //! The deadpool of `rowcast_app` connections, and the start-up checks on that role.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -12,6 +14,7 @@ pub struct Db {
     pool: Pool,
     statement_timeout_ms: String,
     slow_query: Duration,
+    checkouts: Arc<AtomicU64>,
 }
 
 impl Db {
@@ -25,7 +28,7 @@ impl Db {
             .recycle_timeout(Some(Duration::from_secs(1)))
             .build()
             .expect("a pool with a runtime and timeouts always builds");
-        Self { pool, statement_timeout_ms: statement_timeout.as_millis().to_string(), slow_query: Duration::from_secs(1) }
+        Self { pool, statement_timeout_ms: statement_timeout.as_millis().to_string(), slow_query: Duration::from_secs(1), checkouts: Arc::default() }
     }
 
     /// Transactions slower than this are logged and listed in the performance stats.
@@ -40,7 +43,13 @@ impl Db {
 
     /// A pooled connection, waiting at most `ROWCAST_POOL_TIMEOUT_MS` (then 503).
     pub async fn conn(&self) -> Result<Object, ApiError> {
+        self.checkouts.fetch_add(1, Ordering::Relaxed);
         Ok(self.pool.get().await?)
+    }
+
+    /// How many times a connection was asked for (requests, health checks, start-up work).
+    pub fn checkouts(&self) -> u64 {
+        self.checkouts.load(Ordering::Relaxed)
     }
 
     pub fn pool(&self) -> &Pool {

@@ -66,16 +66,18 @@ async fn every_bad_token_is_a_401_without_touching_the_database_and_a_good_one_p
         ("garbage", Some("Bearer not-a-token-at-all".into())),
         ("two parts", Some("Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0".into())),
     ];
+    let checkouts = app.state.db.checkouts();
     for (name, header) in cases {
         let (status, body) = status_of(&app, header).await;
         assert_eq!(status, 401, "{name}: expected 401, got {status} {body}");
         assert_eq!(body["code"], "RC301", "{name}: PostgREST-shaped error body");
     }
-    assert_eq!(app.state.db.pool().status().size, 0, "no pool connection was ever opened for a bad token");
+    assert_eq!(app.state.db.checkouts(), checkouts, "no pool connection was taken for a bad token");
     let (status, body) = status_of(&app, Some(format!("Bearer {}", sign(&claims(user), JWT_SECRET)))).await;
     assert_eq!(status, 200, "the valid twin passes: {body}");
     assert_eq!(body["user"]["id"], json!(user));
     assert_eq!(body["role"], "tenant_user");
+    assert_eq!(app.state.db.checkouts(), checkouts + 1, "the valid twin took exactly one");
 }
 
 #[tokio::test]

@@ -9,3 +9,4 @@ mod faults;
 mod isolation;
 mod realtime;
 mod rest;
+mod schema;
