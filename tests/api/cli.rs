@@ -250,6 +250,8 @@ fn admin_test_rls_of_a_stranger_fails_cleanly() {
 }
 
 /// Runs `rowcast dev` in `dir` until it prints its address; returns the child and the stdout so far.
+/// The caller owns the child and waits for it in `stop`.
+#[allow(clippy::zombie_processes)]
 fn start_dev(dir: &Path) -> (std::process::Child, String) {
     let mut child = rowcast(dir, &["dev"], &[("ROWCAST_BIND".into(), "127.0.0.1:0".into())])
         .stdout(Stdio::piped())
@@ -260,8 +262,9 @@ fn start_dev(dir: &Path) -> (std::process::Child, String) {
     let mut seen = String::new();
     loop {
         let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            panic!("rowcast dev exited early; output so far:\n{seen}");
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            let status = child.wait();
+            panic!("rowcast dev exited early ({status:?}); output so far:\n{seen}");
         }
         seen.push_str(&line);
         if line.starts_with("Ctrl-C") {
