@@ -77,6 +77,10 @@ pub struct Settings {
     pub metrics_token: Option<Secret<String>>,
     pub max_body_bytes: u64,
     pub log_json: bool,
+    /// Events a WebSocket session may have queued before it is closed as lagging.
+    pub ws_queue_capacity: usize,
+    /// WebSocket keepalive ping interval; a session silent for two intervals is closed.
+    pub ws_keepalive: Duration,
 }
 
 pub const APP_ROLE: &str = "rowcast_app";
@@ -148,6 +152,8 @@ impl Settings {
             metrics_token: env.get("ROWCAST_METRICS_TOKEN").map(Secret::new),
             max_body_bytes: parse_var(env, "ROWCAST_MAX_BODY_BYTES", 1024 * 1024, "a size in bytes, e.g. 1048576")?,
             log_json: env.get("ROWCAST_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
+            ws_queue_capacity: parse_var(env, "ROWCAST_WS_QUEUE_CAPACITY", 1024, "a positive number of events, e.g. 1024")?.max(1),
+            ws_keepalive: millis(env, "ROWCAST_WS_KEEPALIVE_MS", 30_000)?.max(Duration::from_millis(100)),
         })
     }
 

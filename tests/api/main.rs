@@ -8,5 +8,7 @@ mod cli;
 mod faults;
 mod isolation;
 mod realtime;
+mod realtime_delivery;
+mod realtime_faults;
 mod rest;
 mod schema;
