@@ -17,8 +17,7 @@ pub const MAX_LOGIC_DEPTH: usize = 32;
 /// Longest fragment of the input quoted back in an error.
 const MAX_FRAGMENT_CHARS: usize = 80;
 /// Operators PostgREST knows that rowcast does not support.
-const UNSUPPORTED_OPERATORS: &str =
-    "cs cd ov sl sr nxr nxl adj match imatch fts plfts phfts wfts isdistinct";
+const UNSUPPORTED_OPERATORS: &str = "cs cd ov sl sr nxr nxl adj match imatch fts plfts phfts wfts isdistinct";
 const OPERATORS: &str = "eq, neq, gt, gte, lt, lte, like, ilike, in, is";
 
 // ----- Errors -----
@@ -46,11 +45,7 @@ pub struct ParseError {
 
 impl ParseError {
     fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ParseError {
-            kind,
-            message: message.into(),
-            details: None,
-        }
+        ParseError { kind, message: message.into(), details: None }
     }
 
     /// Attaches the offending fragment (shortened).
@@ -116,11 +111,7 @@ pub enum SelectItem {
     /// `*`
     Star,
     /// `[alias:]column[::cast]`; `cast` is `[A-Za-z0-9_]+`, still to be whitelisted.
-    Field {
-        column: Column,
-        alias: Option<String>,
-        cast: Option<String>,
-    },
+    Field { column: Column, alias: Option<String>, cast: Option<String> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -343,9 +334,7 @@ fn parse_column(cur: &mut Cursor<'_>) -> Result<Column> {
     }
     let rest = cur.rest();
     let is_ident = |(i, c): (usize, char)| {
-        c.is_alphanumeric()
-            || matches!(c, '_' | '$' | ' ')
-            || (c == '-' && rest.as_bytes().get(i + 1) != Some(&b'>'))
+        c.is_alphanumeric() || matches!(c, '_' | '$' | ' ') || (c == '-' && rest.as_bytes().get(i + 1) != Some(&b'>'))
     };
     let end = rest.char_indices().find(|&ic| !is_ident(ic));
     let end = end.map_or(rest.len(), |(i, _)| i);
@@ -419,9 +408,7 @@ fn list_separator(cur: &mut Cursor<'_>, list: &str) -> Result<bool> {
         Some(b',') => false,
         Some(b')') => true,
         None => {
-            return Err(syntax(format!(
-                "unbalanced parentheses: {list} has no closing ')'"
-            )));
+            return Err(syntax(format!("unbalanced parentheses: {list} has no closing ')'")));
         }
         Some(_) => return Err(unexpected(cur, &format!("',' or ')' in {list}"))),
     };
@@ -453,11 +440,7 @@ fn parse_select_item(item: &str) -> Result<SelectItem> {
         cast = Some(ty.to_string());
     }
     expect_end(&cur, "the select item")?;
-    Ok(SelectItem::Field {
-        column,
-        alias,
-        cast,
-    })
+    Ok(SelectItem::Field { column, alias, cast })
 }
 
 /// `column[.asc|.desc][.nullsfirst|.nullslast]`
@@ -475,19 +458,13 @@ fn parse_order_term(item: &str) -> Result<OrderTerm> {
             word => {
                 let expected = "expected asc or desc, then optionally nullsfirst or nullslast";
                 let word = shorten(word);
-                return Err(syntax(format!(
-                    "unexpected order modifier '{word}' ({expected})"
-                )));
+                return Err(syntax(format!("unexpected order modifier '{word}' ({expected})")));
             }
         }
         first = false;
     }
     expect_end(&cur, "the order term")?;
-    Ok(OrderTerm {
-        column,
-        direction,
-        nulls,
-    })
+    Ok(OrderTerm { column, direction, nulls })
 }
 
 /// A comma list of column names (`on_conflict=`, `columns=`).
@@ -498,10 +475,7 @@ fn parse_column_list(value: &str, param: &str) -> Result<Vec<Column>> {
         let column = parse_column(&mut cur)?;
         expect_end(&cur, "the column name").map(|()| column)
     };
-    split_items(value, "column")?
-        .into_iter()
-        .map(parse)
-        .collect()
+    split_items(value, "column")?.into_iter().map(parse).collect()
 }
 
 /// A non-negative decimal integer made only of ASCII digits.
@@ -527,9 +501,7 @@ pub fn parse_range(range: &str) -> Result<(u64, Option<u64>), ParseError> {
     let s = range.trim();
     let s = s.strip_prefix("items=").unwrap_or(s).trim();
     let Some((first, last)) = s.split_once('-') else {
-        return Err(context(syntax(
-            "expected 'first-last' or 'first-', as in 0-9",
-        )));
+        return Err(context(syntax("expected 'first-last' or 'first-', as in 0-9")));
     };
     let first = parse_u64(first.trim()).map_err(context)?;
     let last = match last.trim() {
@@ -537,11 +509,10 @@ pub fn parse_range(range: &str) -> Result<(u64, Option<u64>), ParseError> {
         last => Some(parse_u64(last).map_err(context)?),
     };
     match last {
-        Some(l) if l < first => Err(ParseError::new(
-            ErrorKind::InvalidRange,
-            format!("requested range not satisfiable: end {l} is before start {first}"),
-        )
-        .detail(range)),
+        Some(l) if l < first => {
+            Err(ParseError::new(ErrorKind::InvalidRange, format!("requested range not satisfiable: end {l} is before start {first}"))
+                .detail(range))
+        }
         _ => Ok((first, last)),
     }
 }
@@ -549,17 +520,11 @@ pub fn parse_range(range: &str) -> Result<(u64, Option<u64>), ParseError> {
 /// Combines `limit`/`offset` with a parsed `Range` header as PostgREST does: the rows served
 /// are the intersection of both windows. Gives `(offset, limit)`; `limit` is `None` for no
 /// limit, and `Some(0)` when the windows do not overlap (or `limit=0` was asked for).
-pub fn effective_range(
-    limit: Option<u64>,
-    offset: Option<u64>,
-    range: Option<(u64, Option<u64>)>,
-) -> (u64, Option<u64>) {
+pub fn effective_range(limit: Option<u64>, offset: Option<u64>, range: Option<(u64, Option<u64>)>) -> (u64, Option<u64>) {
     // Half-open windows [start, end); a `None` end is unbounded.
     let query_start = offset.unwrap_or(0);
     let query_end = limit.map(|l| query_start.saturating_add(l));
-    let (header_start, header_end) = range.map_or((0, None), |(first, last)| {
-        (first, last.map(|l| l.saturating_add(1)))
-    });
+    let (header_start, header_end) = range.map_or((0, None), |(first, last)| (first, last.map(|l| l.saturating_add(1))));
     let start = query_start.max(header_start);
     let end = match (query_end, header_end) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -590,18 +555,14 @@ fn lookup_operator(word: &str) -> Result<OpKind> {
         "in" => OpKind::In,
         "is" => OpKind::Is,
         "" => {
-            return Err(syntax(format!(
-                "missing operator (expected one of {OPERATORS})"
-            )));
+            return Err(syntax(format!("missing operator (expected one of {OPERATORS})")));
         }
         w if UNSUPPORTED_OPERATORS.split(' ').any(|op| op == w) => {
             return Err(unsupported(format!("operator '{w}' is not supported")));
         }
         w => {
             let w = shorten(w);
-            return Err(syntax(format!(
-                "unknown operator '{w}' (expected one of {OPERATORS})"
-            )));
+            return Err(syntax(format!("unknown operator '{w}' (expected one of {OPERATORS})")));
         }
     })
 }
@@ -617,21 +578,13 @@ fn parse_operator_head(cur: &mut Cursor<'_>) -> Result<(bool, OpKind)> {
     }
     let kind = lookup_operator(word)?;
     if !cur.eat(".") {
-        return Err(unexpected(
-            cur,
-            &format!("'.' and a value after operator '{word}'"),
-        ));
+        return Err(unexpected(cur, &format!("'.' and a value after operator '{word}'")));
     }
     Ok((negated, kind))
 }
 
 fn parse_is_value(token: &str) -> Result<IsValue> {
-    let values = [
-        IsValue::Null,
-        IsValue::True,
-        IsValue::False,
-        IsValue::Unknown,
-    ];
+    let values = [IsValue::Null, IsValue::True, IsValue::False, IsValue::Unknown];
     let names = ["null", "true", "false", "unknown"];
     let found = names.iter().position(|n| token.eq_ignore_ascii_case(n));
     let error = || syntax("'is' expects null, true, false or unknown").detail(token);
@@ -649,10 +602,7 @@ fn cmp_operation(op: CmpOp, value: &str) -> Operation {
 fn parse_in_list(cur: &mut Cursor<'_>) -> Result<Vec<String>> {
     cur.skip_ws();
     if !cur.eat("(") {
-        return Err(unexpected(
-            cur,
-            "'(' opening the 'in' list, as in in.(1,2,3)",
-        ));
+        return Err(unexpected(cur, "'(' opening the 'in' list, as in in.(1,2,3)"));
     }
     cur.skip_ws();
     let mut items = Vec::new();
@@ -682,11 +632,7 @@ fn parse_filter(key: &str, value: &str) -> Result<Condition> {
         OpKind::Is => Operation::Is(parse_is_value(cur.rest())?),
         OpKind::Cmp(op) => cmp_operation(op, cur.rest()),
     };
-    Ok(Condition {
-        column,
-        negated,
-        operation,
-    })
+    Ok(Condition { column, negated, operation })
 }
 
 fn parse_filter_key(key: &str) -> Result<Column> {
@@ -696,9 +642,7 @@ fn parse_filter_key(key: &str) -> Result<Column> {
     let mut cur = Cursor::new(key);
     let column = parse_column(&mut cur)?;
     if cur.rest().starts_with("->") {
-        return Err(unsupported(
-            "JSON paths ('->') are not supported in filters",
-        ));
+        return Err(unsupported("JSON paths ('->') are not supported in filters"));
     }
     if cur.peek() == Some(b'.') {
         let message = "resource embedding is not supported (no filters on 'rel.column' keys)";
@@ -708,12 +652,7 @@ fn parse_filter_key(key: &str) -> Result<Column> {
 }
 
 /// `(item,item,…)` at the cursor; `depth` is this group's nesting level (outermost = 1).
-fn parse_group(
-    cur: &mut Cursor<'_>,
-    negated: bool,
-    op: LogicOp,
-    depth: usize,
-) -> Result<LogicTree> {
+fn parse_group(cur: &mut Cursor<'_>, negated: bool, op: LogicOp, depth: usize) -> Result<LogicTree> {
     if depth > MAX_LOGIC_DEPTH {
         let message = format!("logic tree nested too deeply (at most {MAX_LOGIC_DEPTH} levels)");
         return Err(syntax(message));
@@ -731,11 +670,7 @@ fn parse_group(
         cur.skip_ws();
         children.push(parse_logic_item(cur, depth)?);
         if list_separator(cur, "a logic group")? {
-            return Ok(LogicTree {
-                negated,
-                op,
-                children,
-            });
+            return Ok(LogicTree { negated, op, children });
         }
     }
 }
@@ -753,16 +688,11 @@ fn parse_logic_item(cur: &mut Cursor<'_>, depth: usize) -> Result<Filter> {
     cur.pos = start;
     let column = parse_column(cur)?;
     if cur.rest().starts_with("->") {
-        return Err(unsupported(
-            "JSON paths ('->') are not supported in logic trees",
-        ));
+        return Err(unsupported("JSON paths ('->') are not supported in logic trees"));
     }
     if !cur.eat(".") {
         let column = shorten(&column.0);
-        return Err(unexpected(
-            cur,
-            &format!("'.' and an operator after column '{column}'"),
-        ));
+        return Err(unexpected(cur, &format!("'.' and an operator after column '{column}'")));
     }
     let (negated, kind) = parse_operator_head(cur)?;
     let operation = match kind {
@@ -770,11 +700,7 @@ fn parse_logic_item(cur: &mut Cursor<'_>, depth: usize) -> Result<Filter> {
         OpKind::Is => Operation::Is(parse_is_value(&parse_logic_value(cur)?)?),
         OpKind::Cmp(op) => cmp_operation(op, &parse_logic_value(cur)?),
     };
-    Ok(Filter::Condition(Condition {
-        column,
-        negated,
-        operation,
-    }))
+    Ok(Filter::Condition(Condition { column, negated, operation }))
 }
 
 /// A value in a logic group: `"quoted"`, a `{pg,array}` literal, or text up to `,` or `)`.
@@ -783,9 +709,7 @@ fn parse_logic_value(cur: &mut Cursor<'_>) -> Result<String> {
         Some(b'"') => parse_quoted(cur),
         Some(b'{') => {
             let rest = cur.rest();
-            let end = rest
-                .find('}')
-                .ok_or_else(|| syntax("unterminated array literal: missing '}'").detail(rest))?;
+            let end = rest.find('}').ok_or_else(|| syntax("unterminated array literal: missing '}'").detail(rest))?;
             cur.pos += end + 1;
             Ok(rest[..=end].to_string())
         }
@@ -827,8 +751,9 @@ pub fn parse_query(raw_query: &str) -> Result<QueryParams, ParseError> {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let (key, value) = (decode_component(key)?, decode_component(value)?);
         let context = |e: ParseError| match key.as_str() {
-            "or" | "and" | "not.or" | "not.and" | "select" | "order" | "limit" | "offset"
-            | "on_conflict" | "columns" => e.context(&format!("invalid '{key}' parameter"), &value),
+            "or" | "and" | "not.or" | "not.and" | "select" | "order" | "limit" | "offset" | "on_conflict" | "columns" => {
+                e.context(&format!("invalid '{key}' parameter"), &value)
+            }
             _ => e.context(&format!("invalid filter '{}'", shorten(&key)), &value),
         };
         apply_param(&mut params, &mut seen, &key, &value).map_err(context)?;
@@ -858,12 +783,7 @@ fn apply_param(qp: &mut QueryParams, seen: &mut Vec<String>, key: &str, value: &
 }
 
 /// The single-valued parameters: each may appear once and must not be empty.
-fn apply_reserved(
-    qp: &mut QueryParams,
-    seen: &mut Vec<String>,
-    key: &str,
-    value: &str,
-) -> Result<()> {
+fn apply_reserved(qp: &mut QueryParams, seen: &mut Vec<String>, key: &str, value: &str) -> Result<()> {
     if seen.iter().any(|k| k == key) {
         return Err(syntax("the parameter is given more than once"));
     }
@@ -931,6 +851,8 @@ pub struct Prefer {
     pub resolution: Option<Resolution>,
     pub missing: Option<MissingPref>,
     pub handling: Option<Handling>,
+    /// `max-affected=<n>` (PostgREST 13): a PATCH/DELETE touching more rows is refused.
+    pub max_affected: Option<u64>,
 }
 
 /// Records `token` in `prefer` (first value wins); false if it is not recognised.
@@ -952,7 +874,10 @@ fn apply_preference(p: &mut Prefer, token: &str) -> bool {
         "missing=null" => keep(&mut p.missing, MissingPref::Null),
         "handling=lenient" => keep(&mut p.handling, Handling::Lenient),
         "handling=strict" => keep(&mut p.handling, Handling::Strict),
-        _ => false,
+        _ => match token.strip_prefix("max-affected=").map(parse_u64) {
+            Some(Ok(n)) => keep(&mut p.max_affected, n),
+            _ => false,
+        },
     }
 }
 
@@ -962,19 +887,12 @@ fn apply_preference(p: &mut Prefer, token: &str) -> bool {
 pub fn parse_prefer(header: &str) -> Result<Prefer, ParseError> {
     let mut prefer = Prefer::default();
     let tokens = header.split(',').map(str::trim).filter(|t| !t.is_empty());
-    let invalid: Vec<&str> = tokens
-        .filter(|t| !apply_preference(&mut prefer, t))
-        .collect();
+    let invalid: Vec<&str> = tokens.filter(|t| !apply_preference(&mut prefer, t)).collect();
     if prefer.handling != Some(Handling::Strict) || invalid.is_empty() {
         return Ok(prefer);
     }
     let message = "invalid preferences given with handling=strict";
-    let listed = invalid
-        .iter()
-        .take(5)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let listed = invalid.iter().take(5).copied().collect::<Vec<_>>().join(", ");
     Err(ParseError::new(ErrorKind::InvalidPreference, message).detail(&listed))
 }
 
@@ -997,10 +915,7 @@ mod tests {
     fn syntax_err(s: &str, needle: &str) {
         let e = err(s);
         assert_eq!(e.kind, ErrorKind::Syntax, "{s:?}: {e}");
-        assert!(
-            e.to_string().contains(needle),
-            "{s:?}: {e:?} lacks {needle:?}"
-        );
+        assert!(e.to_string().contains(needle), "{s:?}: {e:?} lacks {needle:?}");
     }
 
     fn unsupported_err(s: &str, needle: &str) {
@@ -1014,11 +929,7 @@ mod tests {
     }
 
     fn cond(c: &str, negated: bool, operation: Operation) -> Filter {
-        Filter::Condition(Condition {
-            column: col(c),
-            negated,
-            operation,
-        })
+        Filter::Condition(Condition { column: col(c), negated, operation })
     }
 
     fn cmp(c: &str, op: CmpOp, v: &str) -> Filter {
@@ -1032,11 +943,7 @@ mod tests {
     }
 
     fn field(c: &str, alias: Option<&str>, cast: Option<&str>) -> SelectItem {
-        SelectItem::Field {
-            column: col(c),
-            alias: alias.map(String::from),
-            cast: cast.map(String::from),
-        }
+        SelectItem::Field { column: col(c), alias: alias.map(String::from), cast: cast.map(String::from) }
     }
 
     fn strs(v: &[&str]) -> Vec<String> {
@@ -1048,41 +955,17 @@ mod tests {
     #[test]
     fn select_forms() {
         assert_eq!(q("select=*").select, Some(vec![SelectItem::Star]));
-        assert_eq!(
-            q("select=id,name").select,
-            Some(vec![field("id", None, None), field("name", None, None)])
-        );
-        assert_eq!(
-            q("select=n:name").select,
-            Some(vec![field("name", Some("n"), None)])
-        );
-        assert_eq!(
-            q("select=id::text").select,
-            Some(vec![field("id", None, Some("text"))])
-        );
-        assert_eq!(
-            q("select=a:id::int,*").select,
-            Some(vec![field("id", Some("a"), Some("int")), SelectItem::Star])
-        );
+        assert_eq!(q("select=id,name").select, Some(vec![field("id", None, None), field("name", None, None)]));
+        assert_eq!(q("select=n:name").select, Some(vec![field("name", Some("n"), None)]));
+        assert_eq!(q("select=id::text").select, Some(vec![field("id", None, Some("text"))]));
+        assert_eq!(q("select=a:id::int,*").select, Some(vec![field("id", Some("a"), Some("int")), SelectItem::Star]));
     }
 
     #[test]
     fn select_quoted_and_spaced_identifiers() {
-        assert_eq!(
-            q("select=%22my%20col%22,%22a%5C%22b%22").select,
-            Some(vec![field("my col", None, None), field("a\"b", None, None)])
-        );
-        assert_eq!(
-            q("select=%22x,y%22:%22a:b%22::text").select,
-            Some(vec![field("a:b", Some("x,y"), Some("text"))])
-        );
-        assert_eq!(
-            q("select=+id+,+first+name").select,
-            Some(vec![
-                field("id", None, None),
-                field("first name", None, None)
-            ])
-        );
+        assert_eq!(q("select=%22my%20col%22,%22a%5C%22b%22").select, Some(vec![field("my col", None, None), field("a\"b", None, None)]));
+        assert_eq!(q("select=%22x,y%22:%22a:b%22::text").select, Some(vec![field("a:b", Some("x,y"), Some("text"))]));
+        assert_eq!(q("select=+id+,+first+name").select, Some(vec![field("id", None, None), field("first name", None, None)]));
         assert_eq!(q("select=_x$1,%C3%A9t%C3%A9").select.unwrap().len(), 2);
     }
 
@@ -1115,10 +998,7 @@ mod tests {
         let e = err("select=id,rel(a)");
         assert_eq!(e.details.as_deref(), Some("rel(a)"));
         // a quoted '(' is just part of a name
-        assert_eq!(
-            q("select=%22f(x)%22").select,
-            Some(vec![field("f(x)", None, None)])
-        );
+        assert_eq!(q("select=%22f(x)%22").select, Some(vec![field("f(x)", None, None)]));
     }
 
     // ----- order -----
@@ -1126,11 +1006,7 @@ mod tests {
     #[test]
     fn order_forms() {
         let p = q("order=a,b.desc,c.asc.nullslast,d.nullsfirst,%22e+f%22.desc.nullsfirst");
-        let t = |c: &str, direction, nulls| OrderTerm {
-            column: col(c),
-            direction,
-            nulls,
-        };
+        let t = |c: &str, direction, nulls| OrderTerm { column: col(c), direction, nulls };
         assert_eq!(
             p.order,
             vec![
@@ -1208,14 +1084,9 @@ mod tests {
 
     #[test]
     fn comparison_operators() {
-        for (name, op) in [
-            ("eq", CmpOp::Eq),
-            ("neq", CmpOp::Neq),
-            ("gt", CmpOp::Gt),
-            ("gte", CmpOp::Gte),
-            ("lt", CmpOp::Lt),
-            ("lte", CmpOp::Lte),
-        ] {
+        for (name, op) in
+            [("eq", CmpOp::Eq), ("neq", CmpOp::Neq), ("gt", CmpOp::Gt), ("gte", CmpOp::Gte), ("lt", CmpOp::Lt), ("lte", CmpOp::Lte)]
+        {
             assert_eq!(only_filter(&format!("age={name}.42")), cmp("age", op, "42"));
         }
         assert_eq!(CmpOp::Neq.sql(), "<>");
@@ -1227,14 +1098,8 @@ mod tests {
         assert_eq!(only_filter("v=eq.a.b.c"), cmp("v", CmpOp::Eq, "a.b.c"));
         assert_eq!(only_filter("v=eq."), cmp("v", CmpOp::Eq, ""));
         assert_eq!(only_filter("v=eq.*x*"), cmp("v", CmpOp::Eq, "*x*"));
-        assert_eq!(
-            only_filter("v=eq.%22a,b%22"),
-            cmp("v", CmpOp::Eq, "\"a,b\"")
-        );
-        assert_eq!(
-            only_filter("v=eq.a+b%2Bc%26d%3D"),
-            cmp("v", CmpOp::Eq, "a b+c&d=")
-        );
+        assert_eq!(only_filter("v=eq.%22a,b%22"), cmp("v", CmpOp::Eq, "\"a,b\""));
+        assert_eq!(only_filter("v=eq.a+b%2Bc%26d%3D"), cmp("v", CmpOp::Eq, "a b+c&d="));
         assert_eq!(only_filter("v=eq.(x)"), cmp("v", CmpOp::Eq, "(x)"));
     }
 
@@ -1247,41 +1112,23 @@ mod tests {
 
     #[test]
     fn negation() {
-        assert_eq!(
-            only_filter("a=not.eq.5"),
-            cond("a", true, Operation::Cmp(CmpOp::Eq, "5".into()))
-        );
-        assert_eq!(
-            only_filter("a=not.is.null"),
-            cond("a", true, Operation::Is(IsValue::Null))
-        );
-        assert_eq!(
-            only_filter("a=not.in.(1,2)"),
-            cond("a", true, Operation::In(strs(&["1", "2"])))
-        );
+        assert_eq!(only_filter("a=not.eq.5"), cond("a", true, Operation::Cmp(CmpOp::Eq, "5".into())));
+        assert_eq!(only_filter("a=not.is.null"), cond("a", true, Operation::Is(IsValue::Null)));
+        assert_eq!(only_filter("a=not.in.(1,2)"), cond("a", true, Operation::In(strs(&["1", "2"]))));
     }
 
     #[test]
     fn in_lists() {
         let f = |s: &str| match only_filter(s) {
-            Filter::Condition(Condition {
-                operation: Operation::In(v),
-                ..
-            }) => v,
+            Filter::Condition(Condition { operation: Operation::In(v), .. }) => v,
             other => panic!("{other:?}"),
         };
         assert_eq!(f("id=in.(1,2,3)"), strs(&["1", "2", "3"]));
         assert_eq!(f("id=in.(a)"), strs(&["a"]));
         assert_eq!(f("id=in.()"), Vec::<String>::new());
         assert_eq!(f("id=in.(+)"), Vec::<String>::new());
-        assert_eq!(
-            f("n=in.(%22a,b%22,c,%22d)e%22)"),
-            strs(&["a,b", "c", "d)e"])
-        );
-        assert_eq!(
-            f("n=in.(%22a%5C%22b%22,%22c%5C%5Cd%22)"),
-            strs(&["a\"b", "c\\d"])
-        );
+        assert_eq!(f("n=in.(%22a,b%22,c,%22d)e%22)"), strs(&["a,b", "c", "d)e"]));
+        assert_eq!(f("n=in.(%22a%5C%22b%22,%22c%5C%5Cd%22)"), strs(&["a\"b", "c\\d"]));
         assert_eq!(f("n=in.(,)"), strs(&["", ""]));
         assert_eq!(f("n=in.(a.b,c(d)"), strs(&["a.b", "c(d"]));
         assert_eq!(f("n=in.(%22%22)"), strs(&[""]));
@@ -1307,10 +1154,7 @@ mod tests {
             ("False", IsValue::False),
             ("unknown", IsValue::Unknown),
         ] {
-            assert_eq!(
-                only_filter(&format!("a=is.{v}")),
-                cond("a", false, Operation::Is(expected))
-            );
+            assert_eq!(only_filter(&format!("a=is.{v}")), cond("a", false, Operation::Is(expected)));
         }
         assert_eq!(IsValue::Unknown.sql(), "UNKNOWN");
         syntax_err("a=is.maybe", "null, true, false or unknown");
@@ -1339,10 +1183,7 @@ mod tests {
 
     #[test]
     fn filter_keys() {
-        assert_eq!(
-            only_filter("%22my+col%22=eq.1"),
-            cmp("my col", CmpOp::Eq, "1")
-        );
+        assert_eq!(only_filter("%22my+col%22=eq.1"), cmp("my col", CmpOp::Eq, "1"));
         assert_eq!(only_filter("%22a.b%22=eq.1"), cmp("a.b", CmpOp::Eq, "1"));
         assert_eq!(only_filter("not=eq.1"), cmp("not", CmpOp::Eq, "1"));
         unsupported_err("rel.col=eq.1", "embedding is not supported");
@@ -1359,14 +1200,7 @@ mod tests {
     #[test]
     fn several_filters_and_params_together() {
         let p = q("select=id&a=gt.1&a=lt.5&order=id.desc&limit=3&offset=6&b=is.true");
-        assert_eq!(
-            p.filters,
-            vec![
-                cmp("a", CmpOp::Gt, "1"),
-                cmp("a", CmpOp::Lt, "5"),
-                cond("b", false, Operation::Is(IsValue::True)),
-            ]
-        );
+        assert_eq!(p.filters, vec![cmp("a", CmpOp::Gt, "1"), cmp("a", CmpOp::Lt, "5"), cond("b", false, Operation::Is(IsValue::True)),]);
         assert_eq!(p.select, Some(vec![field("id", None, None)]));
         assert_eq!((p.limit, p.offset, p.order.len()), (Some(3), Some(6), 1));
         assert_eq!(p.on_conflict, None);
@@ -1375,23 +1209,12 @@ mod tests {
     // ----- logic trees -----
 
     fn logic(negated: bool, op: LogicOp, children: Vec<Filter>) -> Filter {
-        Filter::Logic(LogicTree {
-            negated,
-            op,
-            children,
-        })
+        Filter::Logic(LogicTree { negated, op, children })
     }
 
     #[test]
     fn logic_trees() {
-        assert_eq!(
-            only_filter("or=(a.eq.1,b.gt.2)"),
-            logic(
-                false,
-                LogicOp::Or,
-                vec![cmp("a", CmpOp::Eq, "1"), cmp("b", CmpOp::Gt, "2")]
-            )
-        );
+        assert_eq!(only_filter("or=(a.eq.1,b.gt.2)"), logic(false, LogicOp::Or, vec![cmp("a", CmpOp::Eq, "1"), cmp("b", CmpOp::Gt, "2")]));
         assert_eq!(
             only_filter("and=(a.eq.1,or(b.eq.2,not.and(c.lt.3,d.is.null)))"),
             logic(
@@ -1404,32 +1227,19 @@ mod tests {
                         LogicOp::Or,
                         vec![
                             cmp("b", CmpOp::Eq, "2"),
-                            logic(
-                                true,
-                                LogicOp::And,
-                                vec![
-                                    cmp("c", CmpOp::Lt, "3"),
-                                    cond("d", false, Operation::Is(IsValue::Null)),
-                                ]
-                            ),
+                            logic(true, LogicOp::And, vec![cmp("c", CmpOp::Lt, "3"), cond("d", false, Operation::Is(IsValue::Null)),]),
                         ]
                     ),
                 ]
             )
         );
-        assert_eq!(
-            only_filter("not.or=(a.eq.1)"),
-            logic(true, LogicOp::Or, vec![cmp("a", CmpOp::Eq, "1")])
-        );
+        assert_eq!(only_filter("not.or=(a.eq.1)"), logic(true, LogicOp::Or, vec![cmp("a", CmpOp::Eq, "1")]));
         assert_eq!(
             only_filter("not.and=(a.not.eq.1,not.or(b.eq.2))"),
             logic(
                 true,
                 LogicOp::And,
-                vec![
-                    cond("a", true, Operation::Cmp(CmpOp::Eq, "1".into())),
-                    logic(true, LogicOp::Or, vec![cmp("b", CmpOp::Eq, "2")]),
-                ]
+                vec![cond("a", true, Operation::Cmp(CmpOp::Eq, "1".into())), logic(true, LogicOp::Or, vec![cmp("b", CmpOp::Eq, "2")]),]
             )
         );
     }
@@ -1462,11 +1272,7 @@ mod tests {
     fn logic_whitespace_and_repeats() {
         assert_eq!(
             only_filter("or=(+a.eq.1+,+b.eq.2)+"),
-            logic(
-                false,
-                LogicOp::Or,
-                vec![cmp("a", CmpOp::Eq, "1 "), cmp("b", CmpOp::Eq, "2")]
-            )
+            logic(false, LogicOp::Or, vec![cmp("a", CmpOp::Eq, "1 "), cmp("b", CmpOp::Eq, "2")])
         );
         assert_eq!(q("or=(a.eq.1)&or=(b.eq.2)&and=(c.eq.3)").filters.len(), 3);
     }
@@ -1541,10 +1347,7 @@ mod tests {
         let list = vec!["%22x,y%22"; 200_000].join(",");
         let p = q(&format!("id=in.({list})"));
         match &p.filters[0] {
-            Filter::Condition(Condition {
-                operation: Operation::In(v),
-                ..
-            }) => assert_eq!(v.len(), 200_000),
+            Filter::Condition(Condition { operation: Operation::In(v), .. }) => assert_eq!(v.len(), 200_000),
             other => panic!("{other:?}"),
         }
         let conds = vec!["a.eq.1"; 100_000].join(",");
@@ -1552,14 +1355,8 @@ mod tests {
         let sel = vec!["a"; 100_000].join(",");
         assert_eq!(q(&format!("select={sel}")).select.unwrap().len(), 100_000);
         let e = err(&format!("a=foo{}.1", "x".repeat(1_000_000)));
-        assert!(
-            e.to_string().len() < 1_000,
-            "error text should be shortened"
-        );
-        syntax_err(
-            &format!("select=\"{}", "a".repeat(1_000_000)),
-            "unterminated",
-        );
+        assert!(e.to_string().len() < 1_000, "error text should be shortened");
+        syntax_err(&format!("select=\"{}", "a".repeat(1_000_000)), "unterminated");
     }
 
     // ----- errors -----
@@ -1568,11 +1365,7 @@ mod tests {
     fn error_display() {
         let e = err("order=col.sideways");
         assert_eq!(e.details.as_deref(), Some("col.sideways"));
-        assert_eq!(
-            e.to_string(),
-            format!("{} (at: col.sideways)", e.message),
-            "Display shows message then details"
-        );
+        assert_eq!(e.to_string(), format!("{} (at: col.sideways)", e.message), "Display shows message then details");
         let boxed: Box<dyn std::error::Error> = Box::new(e);
         assert!(boxed.to_string().starts_with("invalid 'order' parameter"));
         let plain = syntax("x");
@@ -1583,10 +1376,7 @@ mod tests {
 
     #[test]
     fn prefer_basic() {
-        let p = parse_prefer(
-            "return=representation, count=exact,resolution=merge-duplicates ,missing=default",
-        )
-        .unwrap();
+        let p = parse_prefer("return=representation, count=exact,resolution=merge-duplicates ,missing=default").unwrap();
         assert_eq!(
             p,
             Prefer {
@@ -1595,17 +1385,16 @@ mod tests {
                 resolution: Some(Resolution::MergeDuplicates),
                 missing: Some(MissingPref::Default),
                 handling: None,
+                max_affected: None,
             }
         );
         assert_eq!(parse_prefer("").unwrap(), Prefer::default());
         assert_eq!(parse_prefer(" , ,").unwrap(), Prefer::default());
-        let p =
-            parse_prefer("return=minimal, count=planned, resolution=ignore-duplicates").unwrap();
+        let p = parse_prefer("return=minimal, count=planned, resolution=ignore-duplicates").unwrap();
         assert_eq!(p.return_pref, Some(ReturnPref::Minimal));
         assert_eq!(p.count, Some(CountPref::Planned));
         assert_eq!(p.resolution, Some(Resolution::IgnoreDuplicates));
-        let p = parse_prefer("return=headers-only,count=estimated,missing=null,handling=lenient")
-            .unwrap();
+        let p = parse_prefer("return=headers-only,count=estimated,missing=null,handling=lenient").unwrap();
         assert_eq!(p.return_pref, Some(ReturnPref::HeadersOnly));
         assert_eq!(p.count, Some(CountPref::Estimated));
         assert_eq!(p.missing, Some(MissingPref::Null));
@@ -1621,6 +1410,14 @@ mod tests {
         assert_eq!(p.count, Some(CountPref::Exact));
         assert!(parse_prefer("handling=lenient, whatever").is_ok());
         assert_eq!(parse_prefer("RETURN=MINIMAL").unwrap().return_pref, None);
+    }
+
+    #[test]
+    fn prefer_max_affected() {
+        assert_eq!(parse_prefer("handling=strict,max-affected=5").unwrap().max_affected, Some(5));
+        assert_eq!(parse_prefer("max-affected=5, max-affected=9").unwrap().max_affected, Some(5));
+        assert_eq!(parse_prefer("max-affected=-1").unwrap().max_affected, None);
+        assert!(parse_prefer("handling=strict, max-affected=x").is_err());
     }
 
     #[test]
@@ -1650,10 +1447,7 @@ mod tests {
         assert_eq!(parse_range("10-").unwrap(), (10, None));
         assert_eq!(parse_range("items=0-24").unwrap(), (0, Some(24)));
         assert_eq!(parse_range(" 5-5 ").unwrap(), (5, Some(5)));
-        assert_eq!(
-            parse_range("18446744073709551615-").unwrap(),
-            (u64::MAX, None)
-        );
+        assert_eq!(parse_range("18446744073709551615-").unwrap(), (u64::MAX, None));
     }
 
     #[test]
@@ -1661,18 +1455,7 @@ mod tests {
         let e = parse_range("9-3").unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidRange);
         assert!(e.message.contains("not satisfiable"), "{e}");
-        for bad in [
-            "",
-            "abc",
-            "5",
-            "-5",
-            "a-b",
-            "0-9-1",
-            "1.5-2",
-            "0-x",
-            "items=",
-            "bytes=0-9",
-        ] {
+        for bad in ["", "abc", "5", "-5", "a-b", "0-9-1", "1.5-2", "0-x", "items=", "bytes=0-9"] {
             let e = parse_range(bad).unwrap_err();
             assert_eq!(e.kind, ErrorKind::Syntax, "{bad:?}: {e}");
         }
@@ -1686,35 +1469,17 @@ mod tests {
         assert_eq!(effective_range(Some(10), None, None), (0, Some(10)));
         assert_eq!(effective_range(None, Some(5), None), (5, None));
         assert_eq!(effective_range(Some(10), Some(5), None), (5, Some(10)));
-        assert_eq!(
-            effective_range(None, None, Some((0, Some(9)))),
-            (0, Some(10))
-        );
+        assert_eq!(effective_range(None, None, Some((0, Some(9)))), (0, Some(10)));
         assert_eq!(effective_range(None, None, Some((10, None))), (10, None));
         // header 0-9 ∩ offset 5 limit 10 (rows 5..14) = rows 5..9
-        assert_eq!(
-            effective_range(Some(10), Some(5), Some((0, Some(9)))),
-            (5, Some(5))
-        );
+        assert_eq!(effective_range(Some(10), Some(5), Some((0, Some(9)))), (5, Some(5)));
         // header 20- ∩ limit 25 (rows 0..24) = rows 20..24
-        assert_eq!(
-            effective_range(Some(25), None, Some((20, None))),
-            (20, Some(5))
-        );
+        assert_eq!(effective_range(Some(25), None, Some((20, None))), (20, Some(5)));
         // disjoint windows: nothing
-        assert_eq!(
-            effective_range(Some(5), None, Some((10, Some(20)))),
-            (10, Some(0))
-        );
+        assert_eq!(effective_range(Some(5), None, Some((10, Some(20)))), (10, Some(0)));
         assert_eq!(effective_range(Some(0), None, None), (0, Some(0)));
-        assert_eq!(
-            effective_range(Some(0), Some(7), Some((0, Some(3)))),
-            (7, Some(0))
-        );
-        assert_eq!(
-            effective_range(Some(u64::MAX), Some(u64::MAX), Some((0, Some(u64::MAX)))),
-            (u64::MAX, Some(0))
-        );
+        assert_eq!(effective_range(Some(0), Some(7), Some((0, Some(3)))), (7, Some(0)));
+        assert_eq!(effective_range(Some(u64::MAX), Some(u64::MAX), Some((0, Some(u64::MAX)))), (u64::MAX, Some(0)));
         let p = q("limit=10&offset=5");
         assert_eq!(p.effective_range(Some((0, Some(9)))), (5, Some(5)));
     }

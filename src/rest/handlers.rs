@@ -1,0 +1,247 @@
+//! `GET`/`HEAD`, `POST`, `PATCH`, `DELETE` on `/rest/{table}`: validate against the catalog,
+//! build one statement, run it in the caller's tenant transaction, shape the response.
+
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use super::body;
+use super::catalog::{Column, Table};
+use super::errors;
+use super::exec::{Mode, Outcome, run};
+use super::query::{Prefer, QueryParams, Resolution, ReturnPref};
+use super::reply::{Reply, applied, range_header, read_status, single};
+use super::request::{Media, RestRequest, window};
+use super::sql::{BodyShape, Param, Params, ReadSql};
+use super::write::{Conflict, InsertSql, Returning, delete_sql, payload_columns, update_sql};
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// Refuses query parameters that make no sense for the method (rather than ignoring them).
+fn refuse_params(qp: &QueryParams, method: &str, names: &[&str]) -> Result<(), ApiError> {
+    let given = |n: &str| match n {
+        "filters" => !qp.filters.is_empty(),
+        "order" => !qp.order.is_empty(),
+        "limit" => qp.limit.is_some(),
+        "offset" => qp.offset.is_some(),
+        "columns" => qp.columns.is_some(),
+        "on_conflict" => qp.on_conflict.is_some(),
+        _ => false,
+    };
+    match names.iter().find(|n| given(n)) {
+        Some(n) => Err(errors::bad(format!("'{n}' is not supported on {method}"), format!("'{n}' n'est pas pris en charge pour {method}"))),
+        None => Ok(()),
+    }
+}
+
+/// `GET`/`HEAD /rest/{table}`.
+pub async fn read(state: &AppState, req: &RestRequest, table: &Table, head: bool) -> Result<Response, ApiError> {
+    let qp = req.query_params()?;
+    refuse_params(&qp, "GET", &["columns", "on_conflict"])?;
+    let (prefer, media) = (req.prefer()?, req.media()?);
+    if !table.can_select {
+        return Err(errors::table_forbidden(&table.name, "read"));
+    }
+    let (offset, limit) = window(&qp, req.range()?)?;
+    let read = ReadSql {
+        table,
+        select: qp.select.as_deref(),
+        filters: &qp.filters,
+        order: &qp.order,
+        offset,
+        limit,
+        count: prefer.count.is_some(),
+        shape: BodyShape { strip_nulls: media.strip_nulls },
+    };
+    let (sql, params) = read.build()?;
+    let outcome = run(state, &req.caller, &sql, &params, Mode::Row, |_| Ok(())).await?;
+    let row = outcome.row()?;
+    let (total, rows, body): (Option<i64>, i64, String) = (row.get(0), row.get(1), row.get(2));
+    let (status, content_range) = match read_status(offset, rows, total) {
+        Ok(s) => s,
+        Err(response) => return Ok(response),
+    };
+    let body = if media.singular { single(&body, rows)? } else { body };
+    let reply = Reply {
+        status: if media.singular { StatusCode::OK } else { status },
+        body: (!head).then_some(body),
+        singular: media.singular,
+        content_range: Some(content_range),
+        applied: applied(&prefer, false),
+    };
+    Ok(reply.into_response())
+}
+
+fn returning<'a>(prefer: &Prefer, qp: &'a QueryParams, media: Media) -> Returning<'a> {
+    match prefer.return_pref {
+        Some(ReturnPref::Representation) => {
+            Returning::Rows { select: qp.select.as_deref(), shape: BodyShape { strip_nulls: media.strip_nulls } }
+        }
+        _ => Returning::Minimal,
+    }
+}
+
+/// Refuses the result — the transaction then rolls back — when a single object was asked
+/// for and the write touched ≠ 1 row, or when it touched more than `Prefer: max-affected`.
+fn write_check(media: Media, max_affected: Option<u64>) -> impl FnOnce(&Outcome) -> Result<(), ApiError> {
+    move |outcome| {
+        let rows = match outcome {
+            Outcome::Row(r) => r.get::<_, i64>(0),
+            Outcome::Count(n) => *n as i64,
+        };
+        if media.singular && rows != 1 {
+            return Err(errors::not_singular(rows));
+        }
+        match max_affected {
+            Some(max) if rows as u64 > max => Err(errors::too_many_affected(rows, max)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The response of a write: rows (representation) or none (minimal).
+fn write_reply(outcome: &Outcome, ret: Returning<'_>, prefer: &Prefer, media: Media, created: bool) -> Result<Response, ApiError> {
+    let (rows, body) = match (ret, outcome) {
+        (Returning::Rows { .. }, Outcome::Row(row)) => (row.get::<_, i64>(0), Some(row.get::<_, String>(1))),
+        (_, other) => (other.count() as i64, None),
+    };
+    let total = prefer.count.map(|_| rows);
+    let body = match (body, media.singular) {
+        (Some(b), true) => Some(single(&b, rows)?),
+        (b, _) => b,
+    };
+    let status = match (created, body.is_some()) {
+        (true, _) => StatusCode::CREATED,
+        (false, true) => StatusCode::OK,
+        (false, false) => StatusCode::NO_CONTENT,
+    };
+    let content_range = Some(range_header(0, rows, total));
+    Ok(Reply { status, body, singular: media.singular, content_range, applied: applied(prefer, true) }.into_response())
+}
+
+fn check_writable(table: &Table, columns: &[&Column], insert: bool) -> Result<(), ApiError> {
+    for c in columns {
+        let allowed = if insert { c.can_insert } else { c.can_update };
+        if !allowed {
+            return Err(errors::column_forbidden(&table.name, &c.name, "write"));
+        }
+    }
+    Ok(())
+}
+
+/// `ON CONFLICT` target: `on_conflict=` columns, else the primary key.
+fn conflict<'t>(table: &'t Table, qp: &QueryParams, prefer: &Prefer) -> Result<Option<Conflict<'t>>, ApiError> {
+    let Some(resolution) = prefer.resolution else { return Ok(None) };
+    let names: Vec<&str> = match &qp.on_conflict {
+        Some(cols) => cols.iter().map(|c| c.as_str()).collect(),
+        None => table.primary_key.iter().map(String::as_str).collect(),
+    };
+    if names.is_empty() {
+        return Err(errors::bad(
+            format!("table {} has no primary key: name the conflict columns with on_conflict=", table.name),
+            format!("la table {} n'a pas de clé primaire : indiquez les colonnes avec on_conflict=", table.name),
+        ));
+    }
+    let target = names.iter().map(|n| table.column(n).ok_or_else(|| errors::column_not_found(&table.name, n))).collect::<Result<_, _>>()?;
+    Ok(Some(Conflict { target, merge: resolution == Resolution::MergeDuplicates }))
+}
+
+/// `POST /rest/{table}`: one object or an array of objects; upsert with `resolution=`.
+pub async fn create(state: &AppState, req: &RestRequest, table: &Table) -> Result<Response, ApiError> {
+    let qp = req.query_params()?;
+    refuse_params(&qp, "POST", &["filters", "order", "limit", "offset"])?;
+    let (prefer, media) = (req.prefer()?, req.media()?);
+    if !table.can_insert {
+        return Err(errors::table_forbidden(&table.name, "insert into"));
+    }
+    let rows = body::insert_rows(&req.body, qp.columns.is_some())?;
+    let columns = payload_columns(table, &rows.keys, qp.columns.as_deref())?;
+    check_writable(table, &columns, true)?;
+    let ret = returning(&prefer, &qp, media);
+    if rows.count == 0 {
+        return nothing_written(&prefer, media, ret, true);
+    }
+    let fill_tenant = table
+        .column("tenant_id")
+        .filter(|t| t.can_insert && t.default.is_none() && !columns.iter().any(|c| c.name == t.name) && qp.columns.is_none());
+    let insert = InsertSql {
+        table,
+        columns,
+        missing_default: prefer.missing == Some(super::query::MissingPref::Default),
+        fill_tenant,
+        conflict: conflict(table, &qp, &prefer)?,
+        returning: ret,
+    };
+    let sql = insert.build()?;
+    let mut params = Params::default();
+    params.push(Param::Text(rows.json));
+    let mode = if matches!(ret, Returning::Minimal) { Mode::Count } else { Mode::Row };
+    let outcome = run(state, &req.caller, &sql, &params, mode, write_check(media, None)).await?;
+    write_reply(&outcome, ret, &prefer, media, true)
+}
+
+/// The answer when the body holds nothing to write (`[]`, or `{}` for PATCH): no statement.
+fn nothing_written(prefer: &Prefer, media: Media, ret: Returning<'_>, created: bool) -> Result<Response, ApiError> {
+    if media.singular {
+        return Err(errors::not_singular(0));
+    }
+    let body = matches!(ret, Returning::Rows { .. }).then(|| "[]".to_string());
+    let status = match (created, body.is_some()) {
+        (true, _) => StatusCode::CREATED,
+        (false, true) => StatusCode::OK,
+        (false, false) => StatusCode::NO_CONTENT,
+    };
+    let content_range = Some(range_header(0, 0, prefer.count.map(|_| 0)));
+    Ok(Reply { status, body, singular: false, content_range, applied: applied(prefer, true) }.into_response())
+}
+
+fn require_filter(qp: &QueryParams, method: &str) -> Result<(), ApiError> {
+    match qp.filters.is_empty() {
+        true => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, "RC106", format!("{method} requires a filter"), format!("{method} exige un filtre"))
+                .with_hint("Add a filter such as ?id=eq.<uuid>; a request without one would change every row."))
+        }
+        false => Ok(()),
+    }
+}
+
+/// `PATCH /rest/{table}?filters`: one object; soft-deleted rows are left alone.
+pub async fn update(state: &AppState, req: &RestRequest, table: &Table) -> Result<Response, ApiError> {
+    let qp = req.query_params()?;
+    require_filter(&qp, "PATCH")?;
+    refuse_params(&qp, "PATCH", &["order", "limit", "offset", "on_conflict"])?;
+    let (prefer, media) = (req.prefer()?, req.media()?);
+    if !table.can_update {
+        return Err(errors::table_forbidden(&table.name, "update"));
+    }
+    let (text, keys) = body::update_object(&req.body)?;
+    let columns = payload_columns(table, &keys, qp.columns.as_deref())?;
+    check_writable(table, &columns, false)?;
+    let ret = returning(&prefer, &qp, media);
+    if columns.is_empty() {
+        return nothing_written(&prefer, media, ret, false);
+    }
+    let (sql, params) = update_sql(table, text, &columns, &qp.filters, ret)?;
+    let mode = if matches!(ret, Returning::Minimal) { Mode::Count } else { Mode::Row };
+    let outcome = run(state, &req.caller, &sql, &params, mode, write_check(media, prefer.max_affected)).await?;
+    write_reply(&outcome, ret, &prefer, media, false)
+}
+
+/// `DELETE /rest/{table}?filters`: a soft delete on tables with `deleted_at`.
+pub async fn delete(state: &AppState, req: &RestRequest, table: &Table) -> Result<Response, ApiError> {
+    let qp = req.query_params()?;
+    require_filter(&qp, "DELETE")?;
+    refuse_params(&qp, "DELETE", &["order", "limit", "offset", "on_conflict", "columns"])?;
+    let (prefer, media) = (req.prefer()?, req.media()?);
+    let allowed = match table.soft_delete() {
+        Some(col) => col.can_update,
+        None => table.can_delete,
+    };
+    if !allowed {
+        return Err(errors::table_forbidden(&table.name, "delete from"));
+    }
+    let ret = returning(&prefer, &qp, media);
+    let (sql, params) = delete_sql(table, &qp.filters, ret)?;
+    let mode = if matches!(ret, Returning::Minimal) { Mode::Count } else { Mode::Row };
+    let outcome = run(state, &req.caller, &sql, &params, mode, write_check(media, prefer.max_affected)).await?;
+    write_reply(&outcome, ret, &prefer, media, false)
+}
