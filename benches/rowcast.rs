@@ -1,4 +1,4 @@
-//! The benchmark command: `cargo bench --bench rowcast -- [rest] [--seconds N] [--clients N]`.
+//! The benchmark command: `cargo bench --bench rowcast -- [rest] [postgraphile] [latency] [fanout] [--seconds N] [--clients N]`.
 //!
 //! Starts a private cluster, migrates and seeds it, runs the real server in-process, drives
 //! it over HTTP, and runs `pgbench` with the identical transaction (BEGIN, app.begin_request,
@@ -13,6 +13,9 @@ use rowcast::app::Application;
 use rowcast::config::{Env, Settings};
 use rowcast::db::embedded::{EmbeddedCluster, find_bindir, start_ephemeral};
 use uuid::Uuid;
+
+#[path = "rowcast/realtime.rs"]
+mod realtime;
 
 const APP_PASSWORD: &str = "bench-app-password";
 const JWT_SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
@@ -40,7 +43,7 @@ fn options() -> Options {
         }
     }
     if opts.suites.is_empty() {
-        opts.suites = vec!["rest".into(), "postgraphile".into()];
+        opts.suites = vec!["rest".into(), "postgraphile".into(), "latency".into(), "fanout".into()];
     }
     opts
 }
@@ -50,7 +53,7 @@ fn contact_id(i: u64) -> String {
     format!("00000000-0000-4000-8000-{i:012x}")
 }
 
-const ID_SQL: &str = "('00000000-0000-4000-8000-' || lpad(to_hex(:i), 12, '0'))::uuid";
+const ID_SQL: &str = "('00000000-0000-4000-8000-' || lpad(to_hex((:i)::bigint), 12, '0'))::uuid";
 
 async fn prepare(cluster: &EmbeddedCluster) -> anyhow::Result<()> {
     cluster.ensure_database(DB).await?;
@@ -69,6 +72,7 @@ async fn prepare(cluster: &EmbeddedCluster) -> anyhow::Result<()> {
              GRANT USAGE ON SEQUENCE public.bench_phone TO rowcast_app;"
         ))
         .await?;
+    client.batch_execute(&realtime::seed_sql()).await?;
     client.batch_execute("VACUUM ANALYZE").await?;
     Ok(())
 }
@@ -364,7 +368,9 @@ fn main() -> anyhow::Result<()> {
             match suite.as_str() {
                 "rest" => rest_suite(&cluster, &opts).await?,
                 "postgraphile" => postgraphile_suite(&cluster, &opts).await?,
-                other => anyhow::bail!("unknown suite `{other}` (known: rest, postgraphile)"),
+                "latency" => realtime::latency_suite(&cluster, &opts).await?,
+                "fanout" => realtime::fanout_suite(&cluster, &opts).await?,
+                other => anyhow::bail!("unknown suite `{other}` (known: rest, postgraphile, latency, fanout)"),
             }
         }
         Ok(())

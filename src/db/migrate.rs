@@ -19,6 +19,8 @@ pub enum MigrateError {
     NoAppPassword,
     #[error("creating the app role failed: {0}")]
     Role(tokio_postgres::Error),
+    #[error("migrations applied, but announcing them (NOTIFY rowcast_reload) failed: {0}")]
+    Reload(tokio_postgres::Error),
     #[error("migration failed: {0}")]
     Refinery(#[from] refinery::Error),
 }
@@ -44,7 +46,11 @@ pub async fn migrate_client(client: &mut Client, app_password: &str) -> Result<M
     check_owner(client).await?;
     let role_created = ensure_app_role(client, app_password).await?;
     let report = embedded::migrations::runner().run_async(client).await?;
-    let applied = report.applied_migrations().iter().map(|m| m.to_string()).collect();
+    let applied: Vec<String> = report.applied_migrations().iter().map(|m| m.to_string()).collect();
+    if !applied.is_empty() {
+        // Running servers reload their REST catalog.
+        client.batch_execute("NOTIFY rowcast_reload").await.map_err(MigrateError::Reload)?;
+    }
     Ok(MigrateReport { role_created, applied })
 }
 

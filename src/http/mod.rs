@@ -31,7 +31,27 @@ pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
 
 use warp::Reply;
 
+/// Request headers a PostgREST/Supabase browser client sends.
+const CORS_HEADERS: &[&str] = &[
+    "authorization", "apikey", "content-type", "accept", "accept-language", "accept-profile", "content-profile", "prefer", "range",
+    "range-unit", "x-client-info", "x-tenant-id", "x-request-id",
+];
+
+/// CORS for `ROWCAST_ALLOWED_ORIGINS` (unset: no CORS headers, so only same-origin and
+/// non-browser clients). Preflights from listed origins are answered; others are refused.
+fn with_cors(api: BoxedFilter<(Response,)>, origins: Option<&Vec<String>>) -> BoxedFilter<(Response,)> {
+    let Some(origins) = origins.filter(|o| !o.is_empty()) else { return api };
+    let cors = warp::cors()
+        .allow_origins(origins.iter().map(String::as_str))
+        .allow_methods(["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS", "HEAD"])
+        .allow_headers(CORS_HEADERS.iter().copied())
+        .expose_headers(["content-range", "content-location", "location", "preference-applied", "x-request-id"])
+        .max_age(3600);
+    api.with(cors).map(Reply::into_response).boxed()
+}
+
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let origins = state.settings.allowed_origins.clone();
     let api = crate::ops::routes(state.clone())
         .or(me::routes(state.clone()))
         .unify()
@@ -40,7 +60,9 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(crate::rest::routes(state.clone()))
         .unify()
         .or(crate::realtime::routes(state))
-        .unify();
+        .unify()
+        .boxed();
+    let api = with_cors(api, origins.as_ref());
     filters::request_meta().and(api.recover(rejection_to_response).unify()).map(finish).boxed()
 }
 
@@ -54,6 +76,9 @@ fn rejection_to_error(rejection: &Rejection) -> ApiError {
     }
     if rejection.is_not_found() {
         return ApiError::not_found("no such route", "route inconnue");
+    }
+    if rejection.find::<warp::filters::cors::CorsForbidden>().is_some() {
+        return ApiError::new(StatusCode::FORBIDDEN, "RC403", "origin not allowed (ROWCAST_ALLOWED_ORIGINS)", "origine non autorisée (ROWCAST_ALLOWED_ORIGINS)");
     }
     if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         return ApiError::new(

@@ -223,3 +223,33 @@ async fn transactions_over_the_slow_threshold_are_listed() {
     let slow = stats["slowTransactions"].as_array().unwrap();
     assert!(slow.iter().any(|s| s["tenantId"] == json!(w.tenant_b)), "{stats}");
 }
+
+async fn preflight(app: &TestApp, origin: &str) -> reqwest::Response {
+    app.http
+        .request(reqwest::Method::OPTIONS, app.url("/rest/contacts"))
+        .header("origin", origin)
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization,prefer,range")
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cors_preflights_are_answered_for_allowed_origins_only() {
+    let app = spawn_app_with(|v| v.push(("ROWCAST_ALLOWED_ORIGINS".into(), "https://app.example".into()))).await;
+    let ok = preflight(&app, "https://app.example").await;
+    assert!(ok.status().is_success(), "{}", ok.status());
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://app.example");
+    let refused = preflight(&app, "https://evil.example").await;
+    assert_eq!(refused.status().as_u16(), 403);
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn without_allowed_origins_no_cors_headers_are_sent() {
+    let app = spawn_app().await;
+    let resp = preflight(&app, "https://app.example").await;
+    assert!(!resp.status().is_success(), "{}", resp.status());
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+}

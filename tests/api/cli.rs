@@ -170,8 +170,21 @@ async fn migrate_applies_everything_on_an_empty_database() {
     let c = cluster().await;
     let name = format!("empty_{}", Uuid::new_v4().simple());
     c.cluster.ensure_database(&name).await.unwrap();
+    let (listener, mut conn) = c.cluster.pg_config(&name).connect(tokio_postgres::NoTls).await.unwrap();
+    let (tx, mut notified) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = futures::StreamExt::next(&mut messages).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                let _ = tx.send(n.channel().to_string());
+            }
+        }
+    });
+    listener.batch_execute("LISTEN rowcast_reload").await.unwrap();
     let report = rowcast::db::migrate::migrate(&c.cluster.pg_config(&name), &c.app_password).await.unwrap();
     assert!(report.applied.iter().any(|m| m.contains("V1__request_context")), "{:?}", report.applied);
+    let channel = tokio::time::timeout(std::time::Duration::from_secs(10), notified.recv()).await.unwrap();
+    assert_eq!(channel.as_deref(), Some("rowcast_reload"), "running servers are told to reload their catalog");
     let again = rowcast::db::migrate::migrate(&c.cluster.pg_config(&name), &c.app_password).await.unwrap();
     assert!(again.applied.is_empty());
 }

@@ -1,0 +1,303 @@
+//! Realtime suites: commit → WebSocket frame latency at a fixed write rate (beside the raw
+//! LISTEN latency of the same writes), and fan-out to 10,000 sessions on one tenant
+//! (deliveries per second, server memory per idle session).
+//!
+//! The server runs as its own process (`rowcast serve`), so its memory is its own.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rowcast::db::embedded::{EmbeddedCluster, free_port};
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+use super::{APP_PASSWORD, DB, JWT_SECRET, Options, percentile};
+
+pub const TENANTS: u64 = 100;
+
+pub fn tenant_id(i: u64) -> Uuid {
+    Uuid::parse_str(&format!("b1000000-0000-4000-8000-{i:012x}")).expect("uuid")
+}
+
+pub fn user_id(i: u64) -> Uuid {
+    Uuid::parse_str(&format!("b2000000-0000-4000-8000-{i:012x}")).expect("uuid")
+}
+
+/// SQL creating the realtime bench tenants, one tenant_user each.
+pub fn seed_sql() -> String {
+    format!(
+        "INSERT INTO tenants (id, name) SELECT ('b1000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, 'RT ' || i
+           FROM generate_series(0, {n}) i ON CONFLICT DO NOTHING;
+         INSERT INTO users (id, email, name) SELECT ('b2000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, 'rt' || i || '@bench.test', 'RT'
+           FROM generate_series(0, {n}) i ON CONFLICT DO NOTHING;
+         INSERT INTO memberships (tenant_id, user_id, role)
+           SELECT ('b1000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, ('b2000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, 'tenant_user'
+           FROM generate_series(0, {n}) i ON CONFLICT DO NOTHING;",
+        n = TENANTS
+    )
+}
+
+/// `rowcast serve` as a child process; killed on drop.
+struct Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    async fn start(cluster: &EmbeddedCluster) -> anyhow::Result<Server> {
+        let port = free_port()?;
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_rowcast"))
+            .arg("serve")
+            .env_clear()
+            .env("ROWCAST_APP_DATABASE_URL", format!("postgres://rowcast_app:{APP_PASSWORD}@127.0.0.1:{}/{DB}", cluster.port()))
+            .env("ROWCAST_JWT_SECRET", JWT_SECRET)
+            .env("ROWCAST_BIND", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        let server = Server { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "rowcast serve did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(server)
+    }
+
+    fn resident_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    }
+}
+
+fn token(user: Uuid) -> String {
+    let settings = rowcast::config::Settings::from_env(&rowcast::config::Env::from_pairs([(
+        "ROWCAST_JWT_SECRET".to_string(),
+        JWT_SECRET.to_string(),
+    )]))
+    .expect("settings");
+    rowcast::auth::JwtVerifier::new(settings.jwt().expect("jwt")).expect("verifier").mint(user, None, Duration::from_secs(3600)).expect("mint")
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn session(port: u16, tenant: u64) -> anyhow::Result<Ws> {
+    let url = format!("ws://127.0.0.1:{port}/ws?token={}&tenant={}", token(user_id(tenant)), tenant_id(tenant));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    match ws.next().await {
+        Some(Ok(Message::Text(t))) if t.contains("\"welcome\"") => Ok(ws),
+        other => anyhow::bail!("no welcome frame: {other:?}"),
+    }
+}
+
+/// Row ids of event frames (`payload.id`), with the receive instant.
+fn event_row_id(text: &str) -> Option<Uuid> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    v.get("seq")?;
+    Uuid::parse_str(v["payload"]["id"].as_str()?).ok()
+}
+
+type Sent = Arc<Mutex<HashMap<Uuid, Instant>>>;
+
+/// Writes `rate` rows per second for `seconds`, spread over `tenants`, recording when each
+/// INSERT was issued (the latency clock starts before the commit, so it is conservative).
+async fn write_at_rate(cluster: &EmbeddedCluster, tenants: u64, rate: u64, seconds: u64, sent: Sent) -> anyhow::Result<u64> {
+    let writers = 4u64;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (client, conn) = cluster.pg_config(DB).connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        let sent = sent.clone();
+        tasks.push(tokio::spawn(async move {
+            let stmt = client.prepare("INSERT INTO contacts (id, tenant_id, phone, first_name) VALUES ($1, $2, $3, 'RT')").await?;
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 * writers / rate));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let deadline = Instant::now() + Duration::from_secs(seconds);
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                tick.tick().await;
+                let id = Uuid::new_v4();
+                let tenant = tenant_id((n * writers + w) % tenants);
+                let phone = format!("+1{}", 6_000_000_000u64 + (id.as_u128() % 1_000_000_000) as u64);
+                sent.lock().expect("lock").insert(id, Instant::now());
+                client.execute(&stmt, &[&id, &tenant, &phone]).await?;
+                n += 1;
+            }
+            Ok::<u64, anyhow::Error>(n)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok(total)
+}
+
+/// A plain LISTEN connection: commit → notification latency of the same writes, the raw figure.
+async fn raw_listener(cluster: &EmbeddedCluster, sent: Sent, latencies: Arc<Mutex<Vec<u32>>>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (client, mut conn) = cluster.pg_config(DB).connect(tokio_postgres::NoTls).await?;
+    let handle = tokio::spawn(async move {
+        let mut stream = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(msg)) = stream.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = msg {
+                let now = Instant::now();
+                let id = serde_json::from_str::<serde_json::Value>(n.payload())
+                    .ok()
+                    .and_then(|v| v["row"]["id"].as_str().and_then(|s| Uuid::parse_str(s).ok()));
+                if let Some(t0) = id.and_then(|id| sent.lock().expect("lock").get(&id).copied()) {
+                    latencies.lock().expect("lock").push(now.duration_since(t0).as_micros() as u32);
+                }
+            }
+        }
+    });
+    client.batch_execute("LISTEN rowcast_events").await?;
+    std::mem::forget(client);
+    Ok(handle)
+}
+
+fn receive(mut ws: Ws, sent: Sent, latencies: Arc<Mutex<Vec<u32>>>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Text(t) = msg {
+                let now = Instant::now();
+                if let Some(t0) = event_row_id(&t).and_then(|id| sent.lock().expect("lock").get(&id).copied()) {
+                    latencies.lock().expect("lock").push(now.duration_since(t0).as_micros() as u32);
+                }
+            }
+        }
+    })
+}
+
+fn summary(latencies: &Mutex<Vec<u32>>) -> (usize, f64, f64) {
+    let mut l = latencies.lock().expect("lock").clone();
+    l.sort_unstable();
+    (l.len(), percentile(&l, 0.5), percentile(&l, 0.99))
+}
+
+/// Commit → frame latency with `sessions` sessions spread over `tenants` tenants.
+async fn latency_case(cluster: &EmbeddedCluster, opts: &Options, sessions: u64, tenants: u64, p99_target: f64) -> anyhow::Result<()> {
+    let server = Server::start(cluster).await?;
+    let sent: Sent = Arc::default();
+    let ours: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let raw: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let mut readers = Vec::new();
+    for s in 0..sessions {
+        readers.push(receive(session(server.port, s % tenants).await?, sent.clone(), ours.clone()));
+    }
+    let raw_task = raw_listener(cluster, sent.clone(), raw.clone()).await?;
+    let written = write_at_rate(cluster, tenants, 1000, opts.seconds, sent).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (n, p50, p99) = summary(&ours);
+    let (rn, rp50, rp99) = summary(&raw);
+    println!(
+        "latency {sessions:>5} sessions/{tenants:>3} tenants  {:>6.0} writes/s  rowcast frames {n:>7} p50 {p50:>6.2} ms p99 {p99:>6.2} ms   raw LISTEN {rn:>6} p50 {rp50:>6.2} ms p99 {rp99:>6.2} ms   (target p99 <= {p99_target} ms{})  {}",
+        written as f64 / opts.seconds as f64,
+        if sessions == 1 { ", p50 <= 1 ms" } else { "" },
+        if p99 <= p99_target && (sessions > 1 || p50 <= 1.0) { "PASS" } else { "BELOW TARGET" }
+    );
+    for r in readers {
+        r.abort();
+    }
+    raw_task.abort();
+    drop(server);
+    Ok(())
+}
+
+pub async fn latency_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result<()> {
+    println!("realtime commit → frame latency at 1,000 writes/s for {} s (clock starts before the INSERT):", opts.seconds);
+    latency_case(cluster, opts, 1, 1, 5.0).await?;
+    latency_case(cluster, opts, 1000, TENANTS, 15.0).await
+}
+
+/// 10,000 sessions on one tenant: memory per idle session, then deliveries per second.
+pub async fn fanout_suite(cluster: &EmbeddedCluster, _opts: &Options) -> anyhow::Result<()> {
+    const SESSIONS: usize = 10_000;
+    const EVENTS: usize = 50;
+    let server = Server::start(cluster).await?;
+    let warm = session(server.port, 0).await?;
+    drop(warm);
+    let before = server.resident_bytes();
+    let mut sockets = Vec::with_capacity(SESSIONS);
+    let tasks: Vec<_> = (0..SESSIONS / 250)
+        .map(|_| {
+            let port = server.port;
+            tokio::spawn(async move {
+                let mut v = Vec::new();
+                for _ in 0..250 {
+                    v.push(session(port, 0).await);
+                }
+                v
+            })
+        })
+        .collect();
+    for t in tasks {
+        for s in t.await? {
+            sockets.push(s?);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = server.resident_bytes();
+    let per_session = after.saturating_sub(before) as f64 / SESSIONS as f64;
+    let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let last = Arc::new(Mutex::new(Instant::now()));
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|mut ws| {
+            let (received, last) = (received.clone(), last.clone());
+            tokio::spawn(async move {
+                let mut got = 0;
+                while got < EVENTS {
+                    match ws.next().await {
+                        Some(Ok(Message::Text(t))) if t.contains("\"seq\"") => got += 1,
+                        Some(Ok(_)) => {}
+                        _ => break,
+                    }
+                }
+                received.fetch_add(got as u64, std::sync::atomic::Ordering::Relaxed);
+                *last.lock().expect("lock") = Instant::now();
+            })
+        })
+        .collect();
+    let (client, conn) = cluster.pg_config(DB).connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    let started = Instant::now();
+    for i in 0..EVENTS {
+        client
+            .execute(
+                "INSERT INTO contacts (tenant_id, phone, first_name) VALUES ($1, $2, 'Fan')",
+                &[&tenant_id(0), &format!("+1{}", 7_000_000_000u64 + (Uuid::new_v4().as_u128() % 1_000_000_000) as u64 + i as u64)],
+            )
+            .await?;
+    }
+    for r in readers {
+        let _ = tokio::time::timeout(Duration::from_secs(120), r).await;
+    }
+    let total = received.load(std::sync::atomic::Ordering::Relaxed);
+    let elapsed = last.lock().expect("lock").duration_since(started).as_secs_f64();
+    let rate = total as f64 / elapsed;
+    println!(
+        "fan-out {SESSIONS} sessions, 1 tenant, {EVENTS} events: {total} deliveries in {elapsed:.2} s = {rate:>9.0}/s (target >= 100000) {}   \
+         server memory {:.1} KiB per idle session (RSS {} → {} MiB; target <= 16) {}",
+        if rate >= 100_000.0 { "PASS" } else { "BELOW TARGET" },
+        per_session / 1024.0,
+        before / (1024 * 1024),
+        after / (1024 * 1024),
+        if per_session <= 16.0 * 1024.0 { "PASS" } else { "BELOW TARGET" }
+    );
+    drop(server);
+    Ok(())
+}
