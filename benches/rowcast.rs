@@ -16,6 +16,8 @@ use uuid::Uuid;
 
 #[path = "rowcast/realtime.rs"]
 mod realtime;
+#[path = "rowcast/wrk.rs"]
+mod wrk;
 
 const APP_PASSWORD: &str = "bench-app-password";
 const JWT_SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
@@ -211,14 +213,24 @@ async fn rest_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result
     let (base, token, shutdown) = start_rowcast(cluster, opts).await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(opts.clients).build()?;
 
-    println!("REST, {} clients, {} s each, same cluster, same run:", opts.clients, opts.seconds);
-    let phones = Arc::new(AtomicU64::new(0));
-    let (h, b, t) = (http.clone(), base.clone(), token.clone());
-    let create = drive(opts.clients, opts.seconds, move |_| {
-        let req = create_contact(&h, &b, &t, phones.fetch_add(1, Ordering::Relaxed));
-        async move { req.send().await.is_ok_and(|r| r.status().as_u16() == 201) }
-    })
-    .await;
+    let use_wrk = wrk::available();
+    println!(
+        "REST, {} clients, {} s each, same cluster, same run (load: {}):",
+        opts.clients,
+        opts.seconds,
+        if use_wrk { "wrk" } else { "in-process reqwest; install wrk for a lighter client" }
+    );
+    let create = if use_wrk {
+        wrk::run(&base, &wrk::create_script(&token), opts.clients, opts.seconds)?
+    } else {
+        let phones = Arc::new(AtomicU64::new(0));
+        let (h, b, t) = (http.clone(), base.clone(), token.clone());
+        drive(opts.clients, opts.seconds, move |_| {
+            let req = create_contact(&h, &b, &t, phones.fetch_add(1, Ordering::Relaxed));
+            async move { req.send().await.is_ok_and(|r| r.status().as_u16() == 201) }
+        })
+        .await
+    };
     let raw = pgbench(
         cluster,
         &format!(
@@ -231,12 +243,16 @@ async fn rest_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result
     )?;
     report("create (POST contact)", &create, raw, 0.8);
 
-    let (h, b, t) = (http.clone(), base.clone(), token.clone());
-    let read = drive(opts.clients, opts.seconds, move |n| {
-        let req = read_contact(&h, &b, &t, n);
-        async move { req.send().await.is_ok_and(|r| r.status().as_u16() == 200) }
-    })
-    .await;
+    let read = if use_wrk {
+        wrk::run(&base, &wrk::read_script(&token), opts.clients, opts.seconds)?
+    } else {
+        let (h, b, t) = (http.clone(), base.clone(), token.clone());
+        drive(opts.clients, opts.seconds, move |n| {
+            let req = read_contact(&h, &b, &t, n);
+            async move { req.send().await.is_ok_and(|r| r.status().as_u16() == 200) }
+        })
+        .await
+    };
     let raw = pgbench(
         cluster,
         &format!(

@@ -46,7 +46,8 @@ impl Application {
         let jwt = JwtVerifier::new(settings.jwt()?).map_err(|m| ConfigError::new("ROWCAST_JWT_PUBLIC_KEY", m))?;
         let app_config = settings.app_pg_config()?;
         check_role(&app_config).await?;
-        let db = Db::new(app_config, settings.pool_size, settings.pool_timeout, settings.statement_timeout).with_slow_query(settings.slow_query);
+        let db =
+            Db::new(app_config, settings.pool_size, settings.pool_timeout, settings.statement_timeout).with_slow_query(settings.slow_query);
         let rest = crate::rest::RestState::load(&db).await?;
         let realtime = crate::realtime::Realtime::start(&settings, settings.app_pg_config()?, &db).await?;
         let listener = tokio::net::TcpListener::bind(settings.bind).await.map_err(|e| StartError::Bind(settings.bind, e))?;

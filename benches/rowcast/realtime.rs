@@ -90,7 +90,10 @@ fn token(user: Uuid) -> String {
         JWT_SECRET.to_string(),
     )]))
     .expect("settings");
-    rowcast::auth::JwtVerifier::new(settings.jwt().expect("jwt")).expect("verifier").mint(user, None, Duration::from_secs(3600)).expect("mint")
+    rowcast::auth::JwtVerifier::new(settings.jwt().expect("jwt"))
+        .expect("verifier")
+        .mint(user, None, Duration::from_secs(3600))
+        .expect("mint")
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -148,7 +151,11 @@ async fn write_at_rate(cluster: &EmbeddedCluster, tenants: u64, rate: u64, secon
 }
 
 /// A plain LISTEN connection: commit → notification latency of the same writes, the raw figure.
-async fn raw_listener(cluster: &EmbeddedCluster, sent: Sent, latencies: Arc<Mutex<Vec<u32>>>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+async fn raw_listener(
+    cluster: &EmbeddedCluster,
+    sent: Sent,
+    latencies: Arc<Mutex<Vec<u32>>>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let (client, mut conn) = cluster.pg_config(DB).connect(tokio_postgres::NoTls).await?;
     let handle = tokio::spawn(async move {
         let mut stream = futures::stream::poll_fn(move |cx| conn.poll_message(cx));

@@ -28,7 +28,12 @@ impl Db {
             .recycle_timeout(Some(Duration::from_secs(1)))
             .build()
             .expect("a pool with a runtime and timeouts always builds");
-        Self { pool, statement_timeout_ms: statement_timeout.as_millis().to_string(), slow_query: Duration::from_secs(1), checkouts: Arc::default() }
+        Self {
+            pool,
+            statement_timeout_ms: statement_timeout.as_millis().to_string(),
+            slow_query: Duration::from_secs(1),
+            checkouts: Arc::default(),
+        }
     }
 
     /// Transactions slower than this are logged and listed in the performance stats.

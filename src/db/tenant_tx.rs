@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Transaction};
 use serde::Serialize;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
 use crate::auth::Principal;
@@ -54,9 +56,38 @@ impl<'c> TenantTx<'c> {
         let tx = conn.transaction().await?;
         let stmt = tx.prepare_cached(BEGIN_REQUEST).await?;
         let row = tx.query_one(&stmt, &[&principal.user_id, &tenant, &db.statement_timeout_ms()]).await?;
+        Ok(Self::entered(db, tx, &row, started))
+    }
+
+    /// `BEGIN`, then `app.begin_request` and the request's first statement pipelined: both
+    /// are sent at once and run in order, so the statement already sees the context; one
+    /// round trip less. The statement's own outcome (rows and affected-row count) is returned
+    /// for the caller to map.
+    pub async fn begin_with_query(
+        db: &Db,
+        conn: &'c mut Object,
+        principal: &Principal,
+        tenant: Option<Uuid>,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(Self, Result<QueryOutcome, tokio_postgres::Error>), ApiError> {
+        let started = Instant::now();
+        let tx = conn.transaction().await?;
+        let begin = tx.prepare_cached(BEGIN_REQUEST).await?;
+        let args: [&(dyn ToSql + Sync); 3] = [&principal.user_id, &tenant, &db.statement_timeout_ms()];
+        let work = async {
+            let stream = tx.query_raw(statement, params.iter().map(|p| *p as &dyn ToSql)).await?;
+            collect(stream).await
+        };
+        let (entered, outcome) = futures::join!(tx.query_one(&begin, &args), work);
+        let entered = entered?;
+        Ok((Self::entered(db, tx, &entered, started), outcome))
+    }
+
+    fn entered(db: &Db, tx: Transaction<'c>, row: &Row, started: Instant) -> Self {
         let ctx = RequestContext { user_id: row.get(0), tenant_id: row.get(1), role: row.get(2) };
         let timer = TxTimer { started, tenant: ctx.tenant_id, role: ctx.role.clone(), committed: false, slow_after: db.slow_query() };
-        Ok(Self { tx, ctx, timer })
+        Self { tx, ctx, timer }
     }
 
     pub fn context(&self) -> &RequestContext {
@@ -69,6 +100,22 @@ impl<'c> TenantTx<'c> {
         timer.committed = true;
         Ok(())
     }
+}
+
+/// What a statement produced: its rows and the affected-row count of its command tag.
+pub struct QueryOutcome {
+    pub rows: Vec<Row>,
+    pub affected: u64,
+}
+
+async fn collect(stream: tokio_postgres::RowStream) -> Result<QueryOutcome, tokio_postgres::Error> {
+    use futures::TryStreamExt;
+    futures::pin_mut!(stream);
+    let mut rows = Vec::new();
+    while let Some(row) = stream.try_next().await? {
+        rows.push(row);
+    }
+    Ok(QueryOutcome { affected: stream.rows_affected().unwrap_or(rows.len() as u64), rows })
 }
 
 impl<'c> Deref for TenantTx<'c> {

@@ -33,8 +33,19 @@ use warp::Reply;
 
 /// Request headers a PostgREST/Supabase browser client sends.
 const CORS_HEADERS: &[&str] = &[
-    "authorization", "apikey", "content-type", "accept", "accept-language", "accept-profile", "content-profile", "prefer", "range",
-    "range-unit", "x-client-info", "x-tenant-id", "x-request-id",
+    "authorization",
+    "apikey",
+    "content-type",
+    "accept",
+    "accept-language",
+    "accept-profile",
+    "content-profile",
+    "prefer",
+    "range",
+    "range-unit",
+    "x-client-info",
+    "x-tenant-id",
+    "x-request-id",
 ];
 
 /// CORS for `ROWCAST_ALLOWED_ORIGINS` (unset: no CORS headers, so only same-origin and
@@ -78,7 +89,12 @@ fn rejection_to_error(rejection: &Rejection) -> ApiError {
         return ApiError::not_found("no such route", "route inconnue");
     }
     if rejection.find::<warp::filters::cors::CorsForbidden>().is_some() {
-        return ApiError::new(StatusCode::FORBIDDEN, "RC403", "origin not allowed (ROWCAST_ALLOWED_ORIGINS)", "origine non autorisée (ROWCAST_ALLOWED_ORIGINS)");
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "RC403",
+            "origin not allowed (ROWCAST_ALLOWED_ORIGINS)",
+            "origine non autorisée (ROWCAST_ALLOWED_ORIGINS)",
+        );
     }
     if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         return ApiError::new(

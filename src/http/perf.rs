@@ -30,7 +30,10 @@ async fn stats(state: &AppState, principal: &Principal, tenant: Option<Uuid>) ->
         let mut conn = state.db.conn().await?;
         let tx = TenantTx::begin(&state.db, &mut conn, principal, tenant).await?;
         if tx.context().role != "platform_admin" {
-            return Err(ApiError::forbidden("performance stats are for platform admins", "les statistiques sont réservées aux administrateurs de la plateforme"));
+            return Err(ApiError::forbidden(
+                "performance stats are for platform admins",
+                "les statistiques sont réservées aux administrateurs de la plateforme",
+            ));
         }
         tx.commit().await?;
     }

@@ -45,6 +45,15 @@ impl Outcome {
     }
 }
 
+/// The single row a `Mode::Row` statement returns.
+fn exactly_one(rows: Vec<tokio_postgres::Row>) -> Result<tokio_postgres::Row, ApiError> {
+    let count = rows.len();
+    rows.into_iter()
+        .next()
+        .filter(|_| count == 1)
+        .ok_or_else(|| ApiError::internal(&format_args!("a single-row statement returned {count} rows")))
+}
+
 /// Runs `sql` with `params`; `check` sees the outcome before `COMMIT` and may refuse it.
 pub async fn run(
     state: &AppState,
@@ -58,12 +67,13 @@ pub async fn run(
     if conn.statement_cache.size() > MAX_CACHED_STATEMENTS {
         conn.statement_cache.clear();
     }
-    let tx = TenantTx::begin(&state.db, &mut conn, &caller.principal, caller.tenant).await?;
-    let stmt = tx.prepare_cached(sql).await.map_err(errors::pg)?;
+    let stmt = conn.prepare_cached(sql).await.map_err(errors::pg)?;
     let refs = params.as_refs();
+    let (tx, rows) = TenantTx::begin_with_query(&state.db, &mut conn, &caller.principal, caller.tenant, &stmt, &refs).await?;
+    let result = rows.map_err(errors::pg)?;
     let outcome = match mode {
-        Mode::Row => Outcome::Row(tx.query_one(&stmt, &refs).await.map_err(errors::pg)?),
-        Mode::Count => Outcome::Count(tx.execute(&stmt, &refs).await.map_err(errors::pg)?),
+        Mode::Row => Outcome::Row(exactly_one(result.rows)?),
+        Mode::Count => Outcome::Count(result.affected),
     };
     check(&outcome)?;
     tx.commit().await?;

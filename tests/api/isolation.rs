@@ -213,14 +213,27 @@ async fn settings_vanish_after_a_committed_request_too() {
 async fn tenant_id_defaults_to_the_request_tenant_and_cannot_be_forged() {
     let (db, w) = world().await;
     let owner = db.owner().await;
-    let newcomer: Uuid = owner.query_one("INSERT INTO users (email, name) VALUES ('def@x.test', 'Def') RETURNING id", &[]).await.unwrap().get(0);
+    let newcomer: Uuid =
+        owner.query_one("INSERT INTO users (email, name) VALUES ('def@x.test', 'Def') RETURNING id", &[]).await.unwrap().get(0);
     let mut app = db.app().await;
-    let rows = as_user(&mut app, w.admin_a, Some(w.tenant_a), "INSERT INTO memberships (user_id, role) VALUES ($1, 'tenant_user') RETURNING tenant_id", &[&newcomer])
-        .await
-        .unwrap();
+    let rows = as_user(
+        &mut app,
+        w.admin_a,
+        Some(w.tenant_a),
+        "INSERT INTO memberships (user_id, role) VALUES ($1, 'tenant_user') RETURNING tenant_id",
+        &[&newcomer],
+    )
+    .await
+    .unwrap();
     assert_eq!(rows[0].get::<_, Uuid>(0), w.tenant_a, "an omitted tenant_id is the caller's tenant");
-    let err = as_user(&mut app, w.admin_a, Some(w.tenant_a), "INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'tenant_user')", &[&w.tenant_b, &newcomer])
-        .await
-        .unwrap_err();
+    let err = as_user(
+        &mut app,
+        w.admin_a,
+        Some(w.tenant_a),
+        "INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'tenant_user')",
+        &[&w.tenant_b, &newcomer],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(sqlstate(&err), "42501", "an explicit other tenant is refused");
 }
