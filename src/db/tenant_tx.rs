@@ -84,6 +84,37 @@ impl<'c> TenantTx<'c> {
         Ok((Self::entered(db, tx, &entered, started), outcome))
     }
 
+    /// A read-only request in ONE round trip: `BEGIN`, `app.begin_request`, the statement and
+    /// `COMMIT` are sent together and run in order. Nothing can be left open on the
+    /// connection: all four messages leave on the first poll, so even if the caller goes
+    /// away the transaction still ends (an error inside it turns the `COMMIT` into a
+    /// rollback). Only for statements that write nothing and need no check before commit.
+    pub async fn read_once(
+        db: &Db,
+        conn: &Object,
+        principal: &Principal,
+        tenant: Option<Uuid>,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(RequestContext, Result<QueryOutcome, tokio_postgres::Error>), ApiError> {
+        let started = Instant::now();
+        let begin = conn.prepare_cached(BEGIN_REQUEST).await?;
+        let args: [&(dyn ToSql + Sync); 3] = [&principal.user_id, &tenant, &db.statement_timeout_ms()];
+        let work = async {
+            let stream = conn.query_raw(statement, params.iter().map(|p| *p as &dyn ToSql)).await?;
+            collect(stream).await
+        };
+        let (opened, entered, outcome, closed) =
+            futures::join!(conn.batch_execute("BEGIN"), conn.query_one(&begin, &args), work, conn.batch_execute("COMMIT"));
+        opened?;
+        let entered = entered?;
+        closed?;
+        let ctx = RequestContext { user_id: entered.get(0), tenant_id: entered.get(1), role: entered.get(2) };
+        let committed = outcome.is_ok();
+        drop(TxTimer { started, tenant: ctx.tenant_id, role: ctx.role.clone(), committed, slow_after: db.slow_query() });
+        Ok((ctx, outcome))
+    }
+
     fn entered(db: &Db, tx: Transaction<'c>, row: &Row, started: Instant) -> Self {
         let ctx = RequestContext { user_id: row.get(0), tenant_id: row.get(1), role: row.get(2) };
         let timer = TxTimer { started, tenant: ctx.tenant_id, role: ctx.role.clone(), committed: false, slow_after: db.slow_query() };

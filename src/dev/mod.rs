@@ -90,5 +90,7 @@ fn print_banner(app: &Application, state: &DevState, pg_port: Option<u16>) {
     println!("  curl -s {base}/api/me -H \"Authorization: Bearer $TOKEN\"");
     println!("  curl -s {base}/health");
     println!("  websocat \"ws://{addr}/ws?token=$TOKEN&tenant={}\"", tenant.unwrap_or_default());
+    println!("  # resume after a disconnect without losing an event: add &since=<last seq received>");
+    println!("  curl -s \"{base}/rest/contacts?select=id,phone,first_name&limit=5\" -H \"Authorization: Bearer $TOKEN\"");
     println!("\nCtrl-C stops the server and the cluster.");
 }

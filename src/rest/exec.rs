@@ -54,6 +54,17 @@ fn exactly_one(rows: Vec<tokio_postgres::Row>) -> Result<tokio_postgres::Row, Ap
         .ok_or_else(|| ApiError::internal(&format_args!("a single-row statement returned {count} rows")))
 }
 
+/// Runs a read-only `sql` returning one row, in one round trip (see `TenantTx::read_once`).
+pub async fn read_row(state: &AppState, caller: &Caller, sql: &str, params: &Params) -> Result<tokio_postgres::Row, ApiError> {
+    let conn = state.db.conn().await?;
+    if conn.statement_cache.size() > MAX_CACHED_STATEMENTS {
+        conn.statement_cache.clear();
+    }
+    let stmt = conn.prepare_cached(sql).await.map_err(errors::pg)?;
+    let (_, outcome) = TenantTx::read_once(&state.db, &conn, &caller.principal, caller.tenant, &stmt, &params.as_refs()).await?;
+    exactly_one(outcome.map_err(errors::pg)?.rows)
+}
+
 /// Runs `sql` with `params`; `check` sees the outcome before `COMMIT` and may refuse it.
 pub async fn run(
     state: &AppState,

@@ -7,7 +7,7 @@ use warp::reply::Response;
 use super::body;
 use super::catalog::{Column, Table};
 use super::errors;
-use super::exec::{Mode, Outcome, run};
+use super::exec::{Mode, Outcome, read_row, run};
 use super::query::{Prefer, QueryParams, Resolution, ReturnPref};
 use super::reply::{Reply, applied, range_header, read_status, single};
 use super::request::{Media, RestRequest, window};
@@ -53,8 +53,7 @@ pub async fn read(state: &AppState, req: &RestRequest, table: &Table, head: bool
         shape: BodyShape { strip_nulls: media.strip_nulls },
     };
     let (sql, params) = read.build()?;
-    let outcome = run(state, &req.caller, &sql, &params, Mode::Row, |_| Ok(())).await?;
-    let row = outcome.row()?;
+    let row = read_row(state, &req.caller, &sql, &params).await?;
     let (total, rows, body): (Option<i64>, i64, String) = (row.get(0), row.get(1), row.get(2));
     let (status, content_range) = match read_status(offset, rows, total) {
         Ok(s) => s,

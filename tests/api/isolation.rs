@@ -237,3 +237,23 @@ async fn tenant_id_defaults_to_the_request_tenant_and_cannot_be_forged() {
     .unwrap_err();
     assert_eq!(sqlstate(&err), "42501", "an explicit other tenant is refused");
 }
+
+#[tokio::test]
+async fn a_one_round_trip_read_leaves_nothing_open_whether_it_fails_or_not() {
+    let (db, w) = world().await;
+    let pool = Db::new(db.app_config(), 1, Duration::from_secs(2), Duration::from_secs(5));
+    let principal = Principal { user_id: w.user_a, tenant_claim: None, expires_at: i64::MAX };
+    let conn = pool.conn().await.unwrap();
+    let stmt = conn.prepare("SELECT (SELECT count(*) FROM memberships), $1::text::uuid").await.unwrap();
+    let valid = Uuid::new_v4().to_string();
+    let (ctx, ok) = TenantTx::read_once(&pool, &conn, &principal, None, &stmt, &[&valid]).await.unwrap();
+    assert_eq!(ctx.tenant_id, Some(w.tenant_a));
+    assert_eq!(ok.unwrap().rows[0].get::<_, i64>(0), 2, "the statement ran inside the context");
+    assert_eq!(context_of(conn.query_one(READ_CONTEXT, &[]).await.unwrap()), (None, None, None), "committed and gone");
+    let (_, failed) = TenantTx::read_once(&pool, &conn, &principal, None, &stmt, &[&"not-a-uuid"]).await.unwrap();
+    assert_eq!(sqlstate(&failed.err().unwrap()), "22P02");
+    assert_eq!(context_of(conn.query_one(READ_CONTEXT, &[]).await.unwrap()), (None, None, None), "rolled back and gone");
+    let refused = TenantTx::read_once(&pool, &conn, &principal, Some(w.tenant_b), &stmt, &[&valid]).await;
+    assert_eq!(refused.err().unwrap().status.as_u16(), 403, "a stranger's tenant is refused");
+    assert_eq!(context_of(conn.query_one(READ_CONTEXT, &[]).await.unwrap()), (None, None, None));
+}
