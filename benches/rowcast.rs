@@ -263,8 +263,36 @@ async fn rest_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result
         opts.seconds,
     )?;
     report("read by id (GET)", &read, raw, 0.8);
+    let identical = pgbench(cluster, &format!("\\set i random(1, {READ_ROWS})\nBEGIN;\nSELECT * FROM app.begin_request('{USER}', NULL);\n{};\nCOMMIT;\n", rest_read_statement(cluster).await?), opts.clients, opts.seconds)?;
+    report("read, same SELECT", &read, identical, 0.8);
     shutdown.cancel();
     Ok(())
+}
+
+/// The exact statement the REST layer sends for `GET /rest/contacts?id=eq.<id>` (built by
+/// its own SQL builder from the live catalog), with pgbench variables in place of the bind
+/// parameters: the same JSON-building SELECT, not a plain `SELECT *`.
+async fn rest_read_statement(cluster: &EmbeddedCluster) -> anyhow::Result<String> {
+    let mut config = cluster.pg_config(DB);
+    config.user("rowcast_app").password(APP_PASSWORD);
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    let catalog = rowcast::rest::catalog::Catalog::load(&client).await?;
+    let table = catalog.table("contacts").ok_or_else(|| anyhow::anyhow!("contacts is not exposed"))?;
+    let query = rowcast::rest::query::parse_query(&format!("id=eq.{}", contact_id(1)))?;
+    let read = rowcast::rest::sql::ReadSql {
+        table,
+        select: None,
+        filters: &query.filters,
+        order: &[],
+        offset: 0,
+        limit: rowcast::rest::request::MAX_ROWS as i64,
+        count: false,
+        shape: rowcast::rest::sql::BodyShape::default(),
+    };
+    let (sql, _) = read.build().map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(!sql.contains("$4"), "unexpected parameters in {sql}");
+    Ok(sql.replace("$1", &format!("{ID_SQL}::text")).replace("$2", "10000").replace("$3", "0"))
 }
 
 /// Installs PostGraphile 4 (npm) under target/ once; returns the directory holding node_modules.
