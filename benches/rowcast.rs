@@ -263,7 +263,15 @@ async fn rest_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result
         opts.seconds,
     )?;
     report("read by id (GET)", &read, raw, 0.8);
-    let identical = pgbench(cluster, &format!("\\set i random(1, {READ_ROWS})\nBEGIN;\nSELECT * FROM app.begin_request('{USER}', NULL);\n{};\nCOMMIT;\n", rest_read_statement(cluster).await?), opts.clients, opts.seconds)?;
+    let identical = pgbench(
+        cluster,
+        &format!(
+            "\\set i random(1, {READ_ROWS})\nBEGIN;\nSELECT * FROM app.begin_request('{USER}', NULL);\n{};\nCOMMIT;\n",
+            rest_read_statement(cluster).await?
+        ),
+        opts.clients,
+        opts.seconds,
+    )?;
     report("read, same SELECT", &read, identical, 0.8);
     shutdown.cancel();
     Ok(())
