@@ -257,3 +257,23 @@ async fn a_one_round_trip_read_leaves_nothing_open_whether_it_fails_or_not() {
     assert_eq!(refused.err().unwrap().status.as_u16(), 403, "a stranger's tenant is refused");
     assert_eq!(context_of(conn.query_one(READ_CONTEXT, &[]).await.unwrap()), (None, None, None));
 }
+
+#[tokio::test]
+async fn a_user_cannot_take_over_an_email_but_a_platform_admin_may_change_it() {
+    let (db, w) = world().await;
+    let mut app = db.app().await;
+    let err = as_user(&mut app, w.user_a, Some(w.tenant_a), "UPDATE users SET email = 'admin@newco.test' WHERE id = $1", &[&w.user_a])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42501", "invitations match accounts by email: a user may not pick one");
+    let case_only =
+        as_user(&mut app, w.user_a, Some(w.tenant_a), "UPDATE users SET email = upper(email) WHERE id = $1 RETURNING id", &[&w.user_a])
+            .await
+            .unwrap();
+    assert_eq!(case_only.len(), 1, "changing only the letter case is the same address");
+    let done =
+        as_user(&mut app, w.platform_admin, None, "UPDATE users SET email = 'moved@a.test' WHERE id = $1 RETURNING id", &[&w.user_a])
+            .await
+            .unwrap();
+    assert_eq!(done.len(), 1, "a platform admin may");
+}
