@@ -92,7 +92,27 @@ impl Session {
     pub(super) async fn open(&mut self, sub: Arc<Subscription>, since: Option<i64>, welcome: Option<Vec<String>>) -> Result<(), Stop> {
         let (hub, channel) = (self.state.realtime.hub.clone(), sub.channel);
         let prior = self.prior(channel);
-        let head = hub.subscribe(self.link.id, sub.clone()).ok_or(Stop::Gone)?;
+        let mut head = hub.subscribe(self.link.id, sub.clone()).ok_or(Stop::Gone)?;
+        // The caller checked membership before this subscription was in the hub; a revocation
+        // processed in between would have found nothing to revoke. Check again now that it is
+        // in: a revocation committed before this check is seen here, one committed after it
+        // reaches the hub with the subscription in place.
+        let sub = match replay::enter(&self.state.db, &self.principal, channel).await {
+            Ok(role) if role == sub.role => sub,
+            Ok(role) => {
+                let sub = Arc::new(Subscription { role, ..(*sub).clone() });
+                head = hub.subscribe(self.link.id, sub.clone()).ok_or(Stop::Gone)?;
+                sub
+            }
+            Err(e) => {
+                hub.unsubscribe(self.link.id, channel);
+                self.api_error(&e).await?;
+                return match welcome {
+                    Some(_) => Err(Stop::Close(4403, "membership revoked")),
+                    None => Ok(()),
+                };
+            }
+        };
         self.started.insert(channel, head);
         self.recheck_through = self.recheck_through.max(head);
         self.replayed.remove(&channel);
@@ -181,6 +201,15 @@ impl Session {
                 let msg =
                     tr(self.lang, "the new token is restricted to another tenant", "le nouveau jeton est limité à un autre locataire");
                 return self.send_text(protocol::error("token_tenant_mismatch", msg)).await;
+            }
+        }
+        // A fresh token is no fresh membership: every subscription is re-checked in the database.
+        for sub in self.state.realtime.hub.subscriptions(self.link.id) {
+            if let Err(e) = replay::enter(&self.state.db, &principal, sub.channel).await {
+                let head = self.state.realtime.hub.unsubscribe(self.link.id, sub.channel);
+                self.recheck_through = self.recheck_through.max(head);
+                self.api_error(&e).await?;
+                self.send_text(protocol::unsubscribed(sub.channel, "membership_revoked")).await?;
             }
         }
         self.deadline = deadline_of(principal.expires_at);

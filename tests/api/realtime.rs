@@ -383,3 +383,53 @@ async fn ping_pong_errors_and_language() {
     let event = c.events_until(marker).await.pop().unwrap();
     assert_eq!(event["language"], "fr");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demoted_admin_stops_receiving_admin_only_events_and_a_promoted_user_starts() {
+    let (app, owner, w) = setup().await;
+    let mut admin = connect(&app, w.admin_a, Some(w.tenant_a)).await;
+    let mut user = connect(&app, w.user_a, Some(w.tenant_a)).await;
+    let hook = add_webhook(&owner, w.tenant_a).await;
+    let seen = admin.events_until(hook).await;
+    assert!(seen.iter().any(|e| e["payload"]["id"] == json!(hook)), "an admin receives webhook events");
+
+    // Swap the roles; every later event is judged with the new ones (events arrive in seq order).
+    owner
+        .execute("UPDATE memberships SET role = 'tenant_user' WHERE tenant_id = $1 AND user_id = $2", &[&w.tenant_a, &w.admin_a])
+        .await
+        .unwrap();
+    owner
+        .execute("UPDATE memberships SET role = 'tenant_admin' WHERE tenant_id = $1 AND user_id = $2", &[&w.tenant_a, &w.user_a])
+        .await
+        .unwrap();
+    let second = add_webhook(&owner, w.tenant_a).await;
+    let marker = add_contact(&owner, w.tenant_a).await;
+    let demoted = admin.events_until(marker).await;
+    assert!(!demoted.iter().any(|e| e["payload"]["id"] == json!(second)), "demoted: no webhook event: {:?}", types(&demoted));
+    let promoted = user.events_until(marker).await;
+    assert!(promoted.iter().any(|e| e["payload"]["id"] == json!(second)), "promoted: the webhook event arrives: {:?}", types(&promoted));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_admin_who_loses_the_role_loses_tenant_star() {
+    let (app, owner, w) = setup().await;
+    let mut root = connect(&app, w.platform_admin, None).await;
+    let before = add_contact(&owner, w.tenant_b).await;
+    assert!(root.events_until(before).await.iter().any(|e| e["payload"]["id"] == json!(before)), "tenant:* sees tenant B");
+    owner.execute("UPDATE users SET platform_role = NULL WHERE id = $1", &[&w.platform_admin]).await.unwrap();
+    let after = add_contact(&owner, w.tenant_b).await;
+    // The session must not see tenant B's event any more: it is either told and unsubscribed, or closed.
+    loop {
+        match root.next_message().await {
+            None | Some(Message::Close(_)) => break,
+            Some(Message::Text(t)) => {
+                let frame: Value = serde_json::from_str(&t).unwrap();
+                assert_ne!(frame["payload"]["id"], json!(after), "tenant B event delivered after the role was removed");
+                if frame["type"] == "unsubscribed" && frame["payload"]["channel"] == "tenant:*" {
+                    break;
+                }
+            }
+            Some(_) => {}
+        }
+    }
+}
