@@ -26,6 +26,12 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 }
 
 async fn stats(state: &AppState, principal: &Principal, tenant: Option<Uuid>) -> Result<Response, ApiError> {
+    if principal.tenant_claim.is_some() {
+        return Err(ApiError::forbidden(
+            "a token restricted to one tenant cannot read platform-wide statistics",
+            "un jeton limité à un locataire ne peut pas lire les statistiques de la plateforme",
+        ));
+    }
     {
         let mut conn = state.db.conn().await?;
         let tx = TenantTx::begin(&state.db, &mut conn, principal, tenant).await?;

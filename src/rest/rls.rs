@@ -108,6 +108,11 @@ async fn impersonate(state: &AppState, caller: &Caller, body: &[u8]) -> Result<R
         errors::bad(format!("invalid impersonation request: {e}"), format!("demande d'emprunt d'identité invalide : {e}"))
             .with_hint("Send {\"user_id\": \"<uuid>\", \"tenant_id\": \"<uuid>\" or null, \"detailed\": false}.")
     })?;
+    if let Some(claim) = caller.principal.tenant_claim
+        && ask.tenant_id != Some(claim)
+    {
+        return Err(ApiError::forbidden("this token is restricted to another tenant", "ce jeton est limité à un autre locataire"));
+    }
     let catalog = state.rest.catalog();
     let mut conn = state.db.conn().await?;
     let tx = TenantTx::begin(&state.db, &mut conn, &caller.principal, caller.tenant).await?;

@@ -212,6 +212,7 @@ async fn performance_stats_are_for_platform_admins_only() {
     assert!(stats["tenants"].as_array().is_some_and(|t| !t.is_empty()), "{stats}");
     assert!(stats["pool"]["maxSize"].as_u64().is_some());
     app.get_json("/api/performance/stats", &app.token_for(w.admin_a, None), 403).await;
+    app.get_json("/api/performance/stats", &app.token_for(w.platform_admin, Some(w.tenant_a)), 403).await;
 }
 
 #[tokio::test]

@@ -144,6 +144,10 @@ async fn impersonation_shows_what_another_user_sees_for_platform_admins_only() {
     let not_member = json!({"user_id": w.user_a, "tenant_id": w.tenant_b});
     root.post("/api/rls/impersonate", not_member, &[]).await.expect(422);
     root.post("/api/rls/impersonate", json!({"tenant_id": w.tenant_a}), &[]).await.expect(400);
+    let restricted = Api { app: &app, token: app.token_for(w.platform_admin, Some(w.tenant_a)), tenant: None };
+    let other = json!({"user_id": w.user_b, "tenant_id": w.tenant_b});
+    restricted.post("/api/rls/impersonate", other, &[]).await.expect(403);
+    restricted.post("/api/rls/impersonate", json!({"user_id": w.user_a, "tenant_id": w.tenant_a}), &[]).await.expect(200);
     let me = root.get("/api/rls/test").await.expect(200).json();
     assert_eq!(me["caller"]["role"], "platform_admin", "impersonation did not outlive its request");
 }
