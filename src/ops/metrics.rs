@@ -23,9 +23,23 @@ fn route_label(path: &str) -> String {
     }
 }
 
+/// Distinct route labels kept before new ones are folded into `other`: paths come from
+/// clients, and neither Prometheus series nor the stats registry may grow without bound.
+const MAX_ROUTES: usize = 256;
+
+fn bounded_route(path: &str, status: u16) -> String {
+    static SEEN: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> = std::sync::LazyLock::new(Default::default);
+    if status == 404 {
+        return "unmatched".into();
+    }
+    let label = route_label(path);
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.contains(&label) || (seen.len() < MAX_ROUTES && seen.insert(label.clone())) { label } else { "other".into() }
+}
+
 pub fn record_request(method: &str, path: &str, status: u16, elapsed: Duration) {
     handle();
-    let route = route_label(path);
+    let route = bounded_route(path, status);
     super::stats::record_request(method, &route, status, elapsed);
     let labels = [("method", method.to_string()), ("route", route), ("status", status.to_string())];
     metrics::counter!("rowcast_http_requests_total", &labels).increment(1);
@@ -42,6 +56,15 @@ pub fn record_pool(pool: &deadpool_postgres::Pool) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unmatched_and_excess_routes_are_folded() {
+        assert_eq!(super::bounded_route("/random-1", 404), "unmatched");
+        for i in 0..(super::MAX_ROUTES + 10) {
+            let _ = super::bounded_route(&format!("/rest/t{i}"), 401);
+        }
+        assert_eq!(super::bounded_route("/rest/one-too-many", 401), "other");
+    }
+
     #[test]
     fn route_labels_drop_ids() {
         assert_eq!(super::route_label("/rest/contacts"), "/rest/contacts");
