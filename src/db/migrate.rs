@@ -80,7 +80,12 @@ async fn ensure_app_role(client: &Client, password: &str) -> Result<bool, Migrat
     let db = client.query_one("SELECT current_database()::text", &[]).await.map_err(MigrateError::Role)?;
     let db: String = db.get(0);
     client
-        .batch_execute(&format!("GRANT CONNECT ON DATABASE {} TO {APP_ROLE}", crate::db::embedded::quote_ident(&db)))
+        .batch_execute(&format!(
+            // Only the app role (and the owner) may connect: any other role could otherwise
+            // LISTEN to, or forge, the database's rowcast_events notifications.
+            "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; GRANT CONNECT ON DATABASE {db} TO {APP_ROLE}",
+            db = crate::db::embedded::quote_ident(&db)
+        ))
         .await
         .map_err(MigrateError::Role)?;
     Ok(!exists)

@@ -166,6 +166,19 @@ async fn migrate_twice_changes_nothing_the_second_time() {
 }
 
 #[tokio::test]
+async fn after_migrate_only_the_app_role_and_the_owner_may_connect() {
+    let db = TestDb::new().await;
+    rowcast::db::migrate::migrate(&db.owner_config(), &cluster().await.app_password).await.unwrap();
+    let role = format!("outsider_{}", Uuid::new_v4().simple());
+    db.owner().await.batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'pw'")).await.unwrap();
+    let mut outsider = db.owner_config();
+    outsider.user(&role).password("pw");
+    let err = outsider.connect(tokio_postgres::NoTls).await.err().expect("an unrelated role is refused");
+    assert_eq!(err.code().map(|c| c.code()), Some("42501"), "{err}");
+    assert!(db.app_config().connect(tokio_postgres::NoTls).await.is_ok(), "rowcast_app still connects");
+}
+
+#[tokio::test]
 async fn migrate_applies_everything_on_an_empty_database() {
     let c = cluster().await;
     let name = format!("empty_{}", Uuid::new_v4().simple());
