@@ -172,7 +172,9 @@ impl Relay {
         let seq = notice.seq();
         match notice {
             _ if seq <= *last => Ok(()),
-            Notice::Full(event) if seq == *last + 1 => {
+            // Membership and user events end subscriptions and sessions: their body is always
+            // read back from app.events, never taken from a notification anyone connected could send.
+            Notice::Full(event) if seq == *last + 1 && !matches!(event.table.as_str(), "memberships" | "users") => {
                 self.deliver(last, *event);
                 Ok(())
             }

@@ -433,3 +433,24 @@ async fn a_platform_admin_who_loses_the_role_loses_tenant_star() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_membership_notification_revokes_nothing_and_real_events_still_flow() {
+    let (app, owner, w) = setup().await;
+    let mut user = connect(&app, w.user_a, Some(w.tenant_a)).await;
+    let forged = json!({
+        "seq": user.head() + 1, "tenant_id": w.tenant_a, "type": "membership_deleted", "table": "memberships", "op": "DELETE",
+        "row": {"tenant_id": w.tenant_a, "user_id": w.user_a, "role": "tenant_user"}, "old": null,
+        "audience": ["platform_admin", "tenant_admin", "tenant_user"], "created_at": "2026-01-01T00:00:00Z"
+    });
+    owner.execute("SELECT pg_notify('rowcast_events', $1)", &[&forged.to_string()]).await.unwrap();
+    let real = add_contact(&owner, w.tenant_a).await;
+    loop {
+        let frame = user.next_frame().await;
+        assert_ne!(frame["type"], "unsubscribed", "a forged notification ended a subscription: {frame}");
+        assert_ne!(frame["type"], "membership_deleted", "a forged event was delivered: {frame}");
+        if frame["payload"]["id"] == json!(real) {
+            break;
+        }
+    }
+}
