@@ -2,9 +2,11 @@
 //! per test, the real server on port 0.
 
 mod helpers;
+mod node;
 
 mod auth;
 mod cli;
+mod clients;
 mod faults;
 mod isolation;
 mod realtime;
