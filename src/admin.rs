@@ -189,7 +189,7 @@ async fn test_rls(client: &mut Client, user: &str, tenant: Option<&str>) -> anyh
     let mut counts = serde_json::Map::new();
     let mut text = format!("user {user_id} as {role} in tenant {}\n", in_tenant.map(|t| t.to_string()).unwrap_or_else(|| "(none)".into()));
     for table in &tables {
-        let sql = format!("SELECT count(*) FROM public.{}", crate::db::embedded::quote_ident(table));
+        let sql = format!("SELECT count(*) FROM public.{}", crate::db::quote_ident(table));
         let n: i64 = tx.query_one(&sql, &[]).await.map_err(db_error)?.get(0);
         text.push_str(&format!("{table:<24} {n}\n"));
         counts.insert(table.clone(), json!(n));
@@ -220,51 +220,49 @@ async fn list_policies(client: &Client) -> anyhow::Result<Output> {
     Ok(Output { text: text.trim_end().to_string(), json: json!({ "policies": list }) })
 }
 
-/// The emergency switch: `ALTER TABLE public.<table> ENABLE/DISABLE ROW LEVEL SECURITY` plus
-/// `FORCE`/`NO FORCE`, on a table checked against the catalog and quoted, recorded in
-/// `app.rls_audit` in the same transaction. Loud on purpose: a warning in the log and a line
-/// on stderr, whatever `--json` says about stdout.
+/// The emergency switch: `app.rls_switch` (V23) on a table of schema public, in one
+/// transaction: rowcast_app's table and column privileges revoked (disable) or restored
+/// exactly (enable), RLS switched with `FORCE`, the switch recorded in `app.rls_audit`, and
+/// `NOTIFY rowcast_reload` so running servers drop or serve the table the moment it commits.
+/// Loud on purpose: a warning in the log and a line on stderr, whatever `--json` says.
 async fn switch_rls(client: &mut Client, table: &str, enable: bool, reason: Option<&str>) -> anyhow::Result<Output> {
     let name = table.strip_prefix("public.").unwrap_or(table);
     let tx = client.transaction().await?;
     let found = tx
         .query_opt(
-            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = 'public' AND c.relname = $1 AND c.relkind IN ('r', 'p')",
             &[&name],
         )
         .await
         .map_err(db_error)?;
     let Some(row) = found else { anyhow::bail!("no table {name} in schema public") };
-    let relname: String = row.get(0);
-    let qualified = format!("public.{relname}");
-    let (action, verbs) = if enable {
-        ("enable", "ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY")
-    } else {
-        ("disable", "DISABLE ROW LEVEL SECURITY, NO FORCE ROW LEVEL SECURITY")
-    };
-    tx.batch_execute(&format!("ALTER TABLE public.{} {verbs}", crate::db::embedded::quote_ident(&relname))).await.map_err(db_error)?;
+    let oid: tokio_postgres::types::Oid = row.get(0);
     let audit = tx
         .query_one(
-            "INSERT INTO app.rls_audit (table_name, action, reason) VALUES ($1, $2, $3) RETURNING id, actor, at::text",
-            &[&qualified, &action, &reason],
+            "SELECT audit_id, table_name, actor, at::text, grants FROM app.rls_switch($1::oid::regclass, $2, $3)",
+            &[&oid, &enable, &reason],
         )
         .await
         .map_err(db_error)?;
     tx.commit().await?;
-    let (audit_id, actor, at): (i64, String, String) = (audit.get(0), audit.get(1), audit.get(2));
+    let (audit_id, qualified, actor, at, grants): (i64, String, String, String, Value) =
+        (audit.get(0), audit.get(1), audit.get(2), audit.get(3), audit.get(4));
+    let action = if enable { "enable" } else { "disable" };
     let line = if enable {
-        format!("row-level security ENABLED and FORCED again on {qualified} (audit #{audit_id}, by {actor})")
+        format!(
+            "row-level security ENABLED and FORCED again on {qualified}, rowcast_app's privileges restored, servers told to reload (audit #{audit_id}, by {actor})"
+        )
     } else {
         format!(
-            "!!! EMERGENCY: row-level security DISABLED on {qualified}: tenant isolation is OFF for this table (audit #{audit_id}, by {actor}); re-enable with `rowcast admin rls enable --table {relname}`"
+            "!!! EMERGENCY: row-level security DISABLED on {qualified}: tenant isolation is OFF for this table; rowcast_app's privileges are revoked and servers told to reload, so the API no longer serves it (audit #{audit_id}, by {actor}); re-enable with `rowcast admin rls enable --table {name}`"
         )
     };
     tracing::warn!(table = %qualified, action, actor = %actor, reason = reason.unwrap_or(""), audit_id, "{line}");
     eprintln!("{line}");
     Ok(Output {
         text: format!("{action}d row-level security on {qualified}"),
-        json: json!({ "table": qualified, "action": action, "rlsEnabled": enable, "rlsForced": enable, "auditId": audit_id, "actor": actor, "at": at }),
+        json: json!({ "table": qualified, "action": action, "rlsEnabled": enable, "rlsForced": enable, "auditId": audit_id, "actor": actor, "at": at, "appGrants": grants }),
     })
 }
 

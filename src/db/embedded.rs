@@ -19,6 +19,8 @@ use nix::unistd::{Gid, Pid, Uid, User};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 
+use crate::db::ident::quote_ident;
+
 pub const SUPERUSER: &str = "postgres";
 
 #[derive(Debug, thiserror::Error)]
@@ -385,11 +387,6 @@ fi"#;
         .map_err(step("starting the cluster watchdog"))?;
     let stdin = child.stdin.take().ok_or(EmbeddedError::Step { step: "starting the cluster watchdog", detail: "no stdin".into() })?;
     Ok((child, stdin))
-}
-
-/// Quotes an SQL identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// A disposable cluster in a fresh temporary directory, for tests and benchmarks.

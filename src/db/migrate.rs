@@ -84,7 +84,7 @@ async fn ensure_app_role(client: &Client, password: &str) -> Result<bool, Migrat
             // Only the app role (and the owner) may connect: any other role could otherwise
             // LISTEN to, or forge, the database's rowcast_events notifications.
             "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; GRANT CONNECT ON DATABASE {db} TO {APP_ROLE}",
-            db = crate::db::embedded::quote_ident(&db)
+            db = crate::db::quote_ident(&db)
         ))
         .await
         .map_err(MigrateError::Role)?;

@@ -2,9 +2,11 @@
 
 pub mod constraints;
 pub mod embedded;
+pub mod ident;
 pub mod migrate;
 pub mod pool;
 pub mod tenant_tx;
 
+pub use ident::quote_ident;
 pub use pool::Db;
 pub use tenant_tx::{RequestContext, TenantTx};

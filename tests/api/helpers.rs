@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use rowcast::app::Application;
 use rowcast::config::{Env, Settings};
-use rowcast::db::embedded::{EmbeddedCluster, quote_ident, start_ephemeral};
+use rowcast::db::embedded::{EmbeddedCluster, start_ephemeral};
+use rowcast::db::quote_ident;
 use tokio::sync::OnceCell;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;

@@ -247,7 +247,7 @@ async fn health_becomes(app: &crate::helpers::TestApp, status: u16) -> Value {
 async fn a_relay_that_cannot_reconnect_is_reported_by_health_and_fills_the_gap_when_back() {
     let (app, owner, w) = setup().await;
     let mut client = connect(&app, w.user_a, Some(w.tenant_a)).await;
-    let db = rowcast::db::embedded::quote_ident(&app.db.name);
+    let db = rowcast::db::quote_ident(&app.db.name);
     let cluster = crate::helpers::connect(&crate::helpers::cluster().await.cluster.pg_config("postgres")).await;
     cluster.batch_execute(&format!("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false")).await.unwrap();
     owner

@@ -1330,7 +1330,8 @@ async fn admin_rls_switch_disables_and_reenables_rls_and_records_it() {
     assert_eq!(out.json["action"], "disable");
     assert_eq!(out.json["table"], "public.contacts");
     assert!(!s.owner_scalar::<bool>(state).await, "RLS off");
-    assert_eq!(first::<i64>(&s.one(s.w.user_a, Some(s.w.tenant_a), &leak).await.unwrap()), 2, "the emergency really is one");
+    let err = s.one(s.w.user_a, Some(s.w.tenant_a), &leak).await.expect_err("rowcast_app lost its privileges with RLS");
+    assert_eq!(sqlstate(&err), "42501", "the table is off limits for the app role, not open: {err}");
 
     let out = rowcast::admin::run(&mut owner, rls_switch(false, "public.contacts")).await.unwrap();
     assert_eq!((out.json["action"].as_str(), out.json["rlsForced"].as_bool()), (Some("enable"), Some(true)));
