@@ -24,7 +24,7 @@ pub async fn enter(db: &Db, principal: &Principal, channel: Channel) -> Result<R
     let tx = TenantTx::begin(db, &mut conn, principal, tenant).await?;
     let ctx = tx.context().clone();
     tx.commit().await?;
-    let role = Role::parse(&ctx.role).ok_or_else(|| ApiError::internal(&format_args!("unknown role {}", ctx.role)))?;
+    let role = Role::parse(&ctx.role).ok_or_else(super::upgrade::no_tenant_role)?;
     let allowed = match channel {
         Channel::All => role == Role::PlatformAdmin && ctx.tenant_id.is_none(),
         Channel::Tenant(t) => ctx.tenant_id == Some(t),

@@ -154,10 +154,19 @@ async fn upgrade(state: Arc<AppState>, headers: &HeaderMap, query: &str, ws: Opt
         tx.commit().await?;
         ctx
     };
-    let role = Role::parse(&ctx.role).ok_or_else(|| ApiError::internal(&format_args!("unknown role {}", ctx.role)))?;
+    let role = Role::parse(&ctx.role).ok_or_else(no_tenant_role)?;
     let lang = params.language.as_deref().and_then(Lang::from_tag).unwrap_or_else(|| Lang::negotiate(header(headers, "accept-language")));
     let admission = Admission { principal, tenant: ctx.tenant_id, role, lang, since };
     Ok(switch(state, &key, on_upgrade, admission))
+}
+
+/// A signed-in user with no membership (role `none`: they may only answer invitations) has
+/// no tenant whose events they could receive.
+pub(crate) fn no_tenant_role() -> ApiError {
+    ApiError::forbidden(
+        "you are not a member of any tenant yet: accept an invitation first",
+        "vous n'êtes membre d'aucun locataire : acceptez d'abord une invitation",
+    )
 }
 
 /// Browsers send `Origin`; others do not. Without `ROWCAST_ALLOWED_ORIGINS` only same-origin

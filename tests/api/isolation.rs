@@ -45,17 +45,20 @@ async fn without_context_every_table_reads_zero_rows_and_no_error() {
 }
 
 #[tokio::test]
-async fn tenant_admin_inserts_into_own_tenant_but_not_into_another() {
+async fn only_platform_admins_insert_memberships_and_only_into_their_scope() {
     let (db, w) = world().await;
     let owner = db.owner().await;
     let newcomer: Uuid =
         owner.query_one("INSERT INTO users (email, name) VALUES ('new@x.test', 'New') RETURNING id", &[]).await.unwrap().get(0);
     let mut app = db.app().await;
     let insert = "INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'tenant_user') RETURNING id";
-    let ok = as_user(&mut app, w.admin_a, Some(w.tenant_a), insert, &[&w.tenant_a, &newcomer]).await;
-    assert!(ok.is_ok(), "admin of A may add a member to A: {ok:?}");
-    let err = as_user(&mut app, w.admin_a, Some(w.tenant_a), insert, &[&w.tenant_b, &newcomer]).await.unwrap_err();
+    let ok = as_user(&mut app, w.platform_admin, Some(w.tenant_a), insert, &[&w.tenant_a, &newcomer]).await;
+    assert!(ok.is_ok(), "a platform admin in A may add a member to A: {ok:?}");
+    let err = as_user(&mut app, w.platform_admin, Some(w.tenant_a), insert, &[&w.tenant_b, &newcomer]).await.unwrap_err();
     assert_eq!(sqlstate(&err), "42501", "writing into tenant B is a policy violation");
+    // Tenant admins bring people in only through invitations (issue 14): no direct INSERT.
+    let err = as_user(&mut app, w.admin_a, Some(w.tenant_a), insert, &[&w.tenant_a, &newcomer]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "42501", "a tenant admin cannot pull an account into their tenant");
 }
 
 #[tokio::test]
@@ -218,7 +221,7 @@ async fn tenant_id_defaults_to_the_request_tenant_and_cannot_be_forged() {
     let mut app = db.app().await;
     let rows = as_user(
         &mut app,
-        w.admin_a,
+        w.platform_admin,
         Some(w.tenant_a),
         "INSERT INTO memberships (user_id, role) VALUES ($1, 'tenant_user') RETURNING tenant_id",
         &[&newcomer],
@@ -228,7 +231,7 @@ async fn tenant_id_defaults_to_the_request_tenant_and_cannot_be_forged() {
     assert_eq!(rows[0].get::<_, Uuid>(0), w.tenant_a, "an omitted tenant_id is the caller's tenant");
     let err = as_user(
         &mut app,
-        w.admin_a,
+        w.platform_admin,
         Some(w.tenant_a),
         "INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'tenant_user')",
         &[&w.tenant_b, &newcomer],

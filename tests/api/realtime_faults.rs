@@ -13,7 +13,7 @@ use crate::helpers::{World, spawn_app_with};
 use crate::realtime::{WsClient, add_contact, add_contact_with, connect, connect_port, setup, ws_url};
 
 /// Tries an upgrade with extra headers; returns the HTTP status of a refusal and its body.
-async fn refused(url: &str, headers: &[(&'static str, &str)]) -> (u16, Value) {
+pub async fn refused(url: &str, headers: &[(&'static str, &str)]) -> (u16, Value) {
     let mut request = url.into_client_request().unwrap();
     for (name, value) in headers {
         request.headers_mut().insert(*name, value.parse().unwrap());

@@ -1088,19 +1088,27 @@ async fn regenerating_a_webhook_secret_returns_it_once_to_admins_only() {
 // =========================================================================================
 
 #[tokio::test]
-async fn invite_user_adds_members_to_the_current_tenant_for_admins_only() {
+async fn invite_user_creates_pending_invitations_for_admins_only() {
     let mut s = Schema::new().await;
     let (a, b) = (Some(s.w.tenant_a), Some(s.w.tenant_b));
     let invite = |email: &str, role: &str| format!("SELECT rpc.invite_user('{email}', 'Newcomer', '{role}')");
-    let new_id: Uuid = first(&s.commit(s.w.admin_a, a, &invite("new@a.test", "tenant_user")).await.unwrap());
-    let membership =
-        |user: Uuid| format!("SELECT string_agg(tenant_id::text || ':' || role, ',') FROM memberships WHERE user_id = '{user}'");
-    assert_eq!(s.owner_scalar::<String>(&membership(new_id)).await, format!("{}:tenant_user", s.w.tenant_a), "created and added to A only");
+    let pending = |id: Uuid| {
+        format!("SELECT tenant_id::text || ':' || role || ':' || status || ':' || lower(email) FROM invitations WHERE id = '{id}'")
+    };
+    let new_inv: Uuid = first(&s.commit(s.w.admin_a, a, &invite("new@a.test", "tenant_user")).await.unwrap());
+    assert_eq!(s.owner_scalar::<String>(&pending(new_inv)).await, format!("{}:tenant_user:pending:new@a.test", s.w.tenant_a));
+    let members: i64 =
+        s.owner_scalar("SELECT count(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = 'new@a.test'").await;
+    assert_eq!(members, 0, "an invitation is not a membership");
     let existing: Uuid = first(&s.commit(s.w.admin_a, a, &invite("USER@B.TEST", "tenant_admin")).await.unwrap());
-    assert_eq!(existing, s.w.user_b, "an existing user (email case-insensitive) is reused");
-    assert_eq!(s.owner_scalar::<String>(&format!("SELECT name FROM users WHERE id = '{existing}'")).await, "user@b.test", "name kept");
+    assert_ne!(existing, s.w.user_b, "the answer is an invitation id, never the account's id");
+    let b_members: String =
+        s.owner_scalar(&format!("SELECT string_agg(tenant_id::text, ',') FROM memberships WHERE user_id = '{}'", s.w.user_b)).await;
+    assert_eq!(b_members, s.w.tenant_b.to_string(), "the existing account was not pulled into A");
     let via_platform: Uuid = first(&s.commit(s.w.platform_admin, b, &invite("pa-guest@x.test", "tenant_user")).await.unwrap());
-    assert_eq!(s.owner_scalar::<String>(&membership(via_platform)).await, format!("{}:tenant_user", s.w.tenant_b), "platform admin in B");
+    assert!(s.owner_scalar::<String>(&pending(via_platform)).await.starts_with(&s.w.tenant_b.to_string()), "platform admin in B");
+    let again: Uuid = first(&s.commit(s.w.admin_a, a, &invite("new@a.test", "tenant_admin")).await.unwrap());
+    assert_eq!(again, new_inv, "inviting again renews the pending invitation");
 
     expect_err(s.one(s.w.user_a, a, &invite("x@a.test", "tenant_user")).await, "42501", "tenant user inviting");
     expect_err(s.app.query(&invite("x@a.test", "tenant_user"), &[]).await, "42501", "no context");
@@ -1108,6 +1116,7 @@ async fn invite_user_adds_members_to_the_current_tenant_for_admins_only() {
     let e = expect_err(s.one(s.w.admin_a, a, &invite("user@a.test", "tenant_user")).await, "23505", "inviting a member again");
     assert_eq!(constraint(&e).as_deref(), Some("memberships_tenant_user_key"));
     expect_err(s.one(s.w.admin_a, a, &invite("x@a.test", "owner")).await, "22023", "unknown role");
+    expect_err(s.one(s.w.admin_a, a, &invite("not-an-email", "tenant_user")).await, "22023", "not an email");
     let none: i64 = s.owner_scalar("SELECT count(*) FROM users WHERE email = 'x@a.test'").await;
     assert_eq!(none, 0, "refused invitations created nobody");
 }
@@ -1125,9 +1134,8 @@ async fn invite_user_never_grants_platform_admin_nor_reaches_another_tenant() {
     let into_b = "SELECT rpc.invite_user('reach@b.test', 'Reach', 'tenant_user')";
     expect_err(s.one(s.w.admin_a, b, into_b).await, "42501", "admin of A cannot even enter B");
     let twin: Uuid = first(&s.commit(s.w.admin_b, b, into_b).await.unwrap());
-    let tenants: String =
-        s.owner_scalar(&format!("SELECT string_agg(tenant_id::text, ',') FROM memberships WHERE user_id = '{twin}'")).await;
-    assert_eq!(tenants, s.w.tenant_b.to_string(), "B's admin invites into B, and only B");
+    let tenant: String = s.owner_scalar(&format!("SELECT tenant_id::text FROM invitations WHERE id = '{twin}'")).await;
+    assert_eq!(tenant, s.w.tenant_b.to_string(), "B's admin invites into B, and only B");
 }
 
 // =========================================================================================
@@ -1187,7 +1195,12 @@ async fn every_security_definer_function_pins_its_search_path() {
     .await;
     assert_eq!(
         definers,
-        vec!["rpc.invite_user(text,text,text)", "rpc.webhook_regenerate_secret(uuid)"],
+        vec![
+            "rpc.invitation_accept(uuid)",
+            "rpc.invitation_decline(uuid)",
+            "rpc.invite_user(text,text,text)",
+            "rpc.webhook_regenerate_secret(uuid)"
+        ],
         "the only definers in rpc, on purpose"
     );
     // The twin: an unpinned definer is caught.

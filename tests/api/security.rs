@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio_postgres::Client as PgClient;
+use uuid::Uuid;
 
 use crate::helpers::{TestDb, sqlstate};
 use crate::rest::{Api, contact, setup};
@@ -148,4 +149,212 @@ async fn a_failed_rls_switch_changes_nothing() {
     assert!(rls, "still enabled and forced");
     let err = owner.batch_execute("SELECT app.rls_switch('app.rls_audit', false, 'x')").await.expect_err("app tables refused");
     assert_eq!(sqlstate(&err), "42P01");
+}
+
+// =========================================================================================
+// Item 2: pending invitations; only acceptance creates a membership.
+// =========================================================================================
+
+async fn invite(api: &Api<'_>, email: &str, role: &str) -> crate::rest::Resp {
+    api.post("/rest/rpc/invite_user", json!({"p_email": email, "p_name": "Invitee", "p_role": role}), &[]).await
+}
+
+async fn tenants_of(owner: &PgClient, user: Uuid) -> Vec<Uuid> {
+    owner
+        .query("SELECT tenant_id FROM memberships WHERE user_id = $1 ORDER BY tenant_id", &[&user])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn user_id(owner: &PgClient, email: &str) -> Uuid {
+    owner.query_one("SELECT id FROM users WHERE lower(email) = lower($1)", &[&email]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn an_invitation_adds_no_membership_until_the_invitee_accepts() {
+    let (app, w, owner) = setup().await;
+    contact(&owner, w.tenant_a, "+33100000011", Some("Ann")).await;
+    let admin_a = Api::new(&app, w.admin_a, Some(w.tenant_a));
+    let invitation = invite(&admin_a, "user@b.test", "tenant_user").await.expect(200).json();
+    assert!(invitation.as_str().and_then(|s| Uuid::parse_str(s).ok()).is_some(), "an invitation id: {invitation}");
+    assert_eq!(tenants_of(&owner, w.user_b).await, vec![w.tenant_b], "not pulled into A");
+
+    // The invitee is undisturbed: implicit-tenant requests still work.
+    let invitee = Api::new(&app, w.user_b, None);
+    assert_eq!(invitee.get("/api/me").await.expect(200).json()["tenantId"], json!(w.tenant_b));
+    let mine = invitee.get("/rest/invitations?select=id,tenant_name,role,status").await.expect(200).json();
+    assert_eq!(mine, json!([{"id": invitation, "tenant_name": "Tenant A", "role": "tenant_user", "status": "pending"}]));
+    invitee.get("/rest/contacts").await.expect(200);
+
+    let accepted = invitee.post("/rest/rpc/invitation_accept", json!({"p_id": invitation}), &[]).await.expect(200).json();
+    assert_eq!(accepted, json!(w.tenant_a), "acceptance names the tenant joined");
+    assert_eq!(tenants_of(&owner, w.user_b).await.len(), 2, "member of A now");
+    let in_a = Api::new(&app, w.user_b, Some(w.tenant_a));
+    assert_eq!(in_a.get("/rest/contacts?select=first_name").await.expect(200).json(), json!([{"first_name": "Ann"}]));
+    let role: String = owner
+        .query_one("SELECT role FROM memberships WHERE user_id = $1 AND tenant_id = $2", &[&w.user_b, &w.tenant_a])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(role, "tenant_user", "with the invited role");
+    let again = invitee.post("/rest/rpc/invitation_accept", json!({"p_id": invitation}), &[]).await;
+    assert!(again.status >= 400 && again.status < 500, "an answered invitation cannot be answered again: {}", again.status);
+}
+
+#[tokio::test]
+async fn a_declined_expired_or_someone_elses_invitation_creates_no_membership() {
+    let (app, w, owner) = setup().await;
+    let admin_a = Api::new(&app, w.admin_a, Some(w.tenant_a));
+    let invitation = invite(&admin_a, "user@b.test", "tenant_admin").await.expect(200).json();
+    // Someone else (even a member of A, even its admin) cannot answer it.
+    for thief in [Api::new(&app, w.user_a, Some(w.tenant_a)), Api::new(&app, w.admin_a, Some(w.tenant_a))] {
+        thief.post("/rest/rpc/invitation_accept", json!({"p_id": invitation}), &[]).await.expect(403);
+    }
+    let other = Api::new(&app, w.user_a, Some(w.tenant_a));
+    assert_eq!(other.get("/rest/invitations").await.expect(200).json(), json!([]), "a tenant user sees no invitation");
+    let invitee = Api::new(&app, w.user_b, None);
+    invitee.post("/rest/rpc/invitation_decline", json!({"p_id": invitation}), &[]).await.expect(200);
+    assert_eq!(tenants_of(&owner, w.user_b).await, vec![w.tenant_b], "declined: no membership");
+    let late = invitee.post("/rest/rpc/invitation_accept", json!({"p_id": invitation}), &[]).await;
+    assert!(late.status >= 400 && late.status < 500, "{}", late.text);
+    assert_eq!(tenants_of(&owner, w.user_b).await, vec![w.tenant_b]);
+
+    let expired = invite(&admin_a, "user@b.test", "tenant_user").await.expect(200).json();
+    owner
+        .execute("UPDATE invitations SET expires_at = now() - interval '1 second' WHERE id = $1::text::uuid", &[&expired.as_str().unwrap()])
+        .await
+        .unwrap();
+    let refused = invitee.post("/rest/rpc/invitation_accept", json!({"p_id": expired}), &[]).await;
+    assert!(refused.status >= 400 && refused.status < 500 && refused.text.contains("expired"), "{}: {}", refused.status, refused.text);
+    assert_eq!(tenants_of(&owner, w.user_b).await, vec![w.tenant_b], "expired: no membership");
+}
+
+#[tokio::test]
+async fn the_inviter_learns_nothing_about_whether_the_account_exists() {
+    let (app, w, _owner) = setup().await;
+    let admin_a = Api::new(&app, w.admin_a, Some(w.tenant_a));
+    let existing = invite(&admin_a, "root@platform.test", "tenant_user").await;
+    let unknown = invite(&admin_a, "nobody-yet@x.test", "tenant_user").await;
+    assert_eq!((existing.status, unknown.status), (200, 200));
+    let shape = |r: &crate::rest::Resp| r.json().as_str().map(|s| Uuid::parse_str(s).is_ok());
+    assert_eq!(shape(&existing), Some(true));
+    assert_eq!(shape(&unknown), Some(true), "the same answer either way");
+    // Neither account is visible to the inviter, nor is the platform admin's role.
+    for email in ["root@platform.test", "nobody-yet@x.test"] {
+        let seen = admin_a.get(&format!("/rest/users?email=eq.{email}")).await.expect(200).json();
+        assert_eq!(seen, json!([]), "{email}");
+    }
+    let listed = admin_a.get("/rest/invitations?select=email,status&order=email").await.expect(200).json();
+    assert_eq!(
+        listed,
+        json!([{"email": "nobody-yet@x.test", "status": "pending"}, {"email": "root@platform.test", "status": "pending"}]),
+        "the admin sees their tenant's invitations, and what they typed only"
+    );
+    let admin_b = Api::new(&app, w.admin_b, Some(w.tenant_b));
+    assert_eq!(admin_b.get("/rest/invitations").await.expect(200).json(), json!([]), "another tenant's admin sees none");
+}
+
+#[tokio::test]
+async fn a_new_account_signs_in_outside_any_tenant_to_answer_its_invitation() {
+    let (app, w, owner) = setup().await;
+    contact(&owner, w.tenant_a, "+33100000021", Some("Ann")).await;
+    let admin_a = Api::new(&app, w.admin_a, Some(w.tenant_a));
+    let invitation = invite(&admin_a, "fresh@x.test", "tenant_admin").await.expect(200).json();
+    let fresh = user_id(&owner, "fresh@x.test").await;
+    let api = Api::new(&app, fresh, None);
+    let me = api.get("/api/me").await.expect(200).json();
+    assert_eq!((me["role"].as_str(), me["tenantId"].is_null()), (Some("none"), true), "{me}");
+    assert_eq!(api.get("/rest/contacts").await.expect(200).json(), json!([]), "no tenant, no rows");
+    assert_eq!(api.get("/rest/invitations?select=id").await.expect(200).json(), json!([{"id": invitation}]));
+    api.post("/rest/rpc/invite_user", json!({"p_email": "y@x.test", "p_name": "Y"}), &[]).await.expect(403);
+    // No tenant, no event stream: refused before the upgrade (not a 500).
+    let ws = crate::realtime::ws_url(app.port, &api.token, None);
+    assert_eq!(crate::realtime_faults::refused(&ws, &[]).await.0, 403);
+    api.post("/rest/rpc/invitation_accept", json!({"p_id": invitation}), &[]).await.expect(200);
+    let now_member = Api::new(&app, fresh, None);
+    assert_eq!(now_member.get("/api/me").await.expect(200).json()["role"], "tenant_admin");
+    assert_eq!(now_member.get("/rest/contacts?select=first_name").await.expect(200).json(), json!([{"first_name": "Ann"}]));
+}
+
+#[tokio::test]
+async fn tenant_admins_manage_memberships_only_through_invitations() {
+    let (app, w, owner) = setup().await;
+    let newcomer: Uuid =
+        owner.query_one("INSERT INTO users (email, name) VALUES ('direct@x.test', 'Direct') RETURNING id", &[]).await.unwrap().get(0);
+    let admin_a = Api::new(&app, w.admin_a, Some(w.tenant_a));
+    admin_a.post("/rest/memberships", json!({"user_id": w.user_b, "role": "tenant_user"}), &[]).await.expect(403);
+    admin_a.post("/rest/memberships", json!({"user_id": newcomer, "role": "tenant_user"}), &[]).await.expect(403);
+    // Nor by moving an existing membership onto someone else.
+    let moved = admin_a.patch(&format!("/rest/memberships?user_id=eq.{}", w.user_a), json!({"user_id": w.user_b}), &[]).await;
+    assert!(moved.status >= 400 && moved.status < 500, "{}: {}", moved.status, moved.text);
+    assert_eq!(tenants_of(&owner, w.user_b).await, vec![w.tenant_b]);
+    // The twin: role changes and removals stay theirs, and platform admins may insert.
+    let patched = admin_a.patch(&format!("/rest/memberships?user_id=eq.{}", w.user_a), json!({"role": "tenant_admin"}), &[]).await;
+    assert!(patched.status < 300, "{}: {}", patched.status, patched.text);
+    let platform = Api::new(&app, w.platform_admin, Some(w.tenant_a));
+    platform.post("/rest/memberships", json!({"user_id": newcomer, "role": "tenant_user"}), &[]).await.expect(201);
+    assert_eq!(tenants_of(&owner, newcomer).await, vec![w.tenant_a]);
+    admin_a.delete(&format!("/rest/memberships?user_id=eq.{newcomer}"), &[]).await;
+    assert!(tenants_of(&owner, newcomer).await.is_empty(), "a tenant admin removes a member");
+}
+
+// =========================================================================================
+// Item 3: a platform admin inside a tenant is scoped to it for `users` too.
+// =========================================================================================
+
+async fn emails(api: &Api<'_>) -> Vec<String> {
+    let rows = api.get("/rest/users?select=email&order=email").await.expect(200).json();
+    rows.as_array().unwrap().iter().map(|r| r["email"].as_str().unwrap().to_string()).collect()
+}
+
+async fn is_active(owner: &PgClient, user: Uuid) -> bool {
+    owner.query_one("SELECT is_active FROM users WHERE id = $1", &[&user]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn a_platform_admin_inside_a_tenant_sees_and_changes_only_its_members() {
+    let (app, w, owner) = setup().await;
+    let by_header = Api::new(&app, w.platform_admin, Some(w.tenant_a));
+    let by_claim = Api { app: &app, token: app.token_for(w.platform_admin, Some(w.tenant_a)), tenant: None };
+    for api in [&by_header, &by_claim] {
+        assert_eq!(emails(api).await, vec!["admin@a.test", "root@platform.test", "user@a.test"], "A's members and themself");
+        let other = api
+            .patch(&format!("/rest/users?id=eq.{}", w.user_b), json!({"is_active": false}), &[("prefer", "return=representation")])
+            .await;
+        assert!(other.status == 404 || other.json() == json!([]), "{}: {}", other.status, other.text);
+        assert!(is_active(&owner, w.user_b).await, "B's user untouched");
+        let promote = api
+            .patch(
+                &format!("/rest/users?id=eq.{}", w.user_b),
+                json!({"platform_role": "platform_admin"}),
+                &[("prefer", "return=representation")],
+            )
+            .await;
+        assert!(promote.status == 404 || promote.json() == json!([]), "{}", promote.text);
+        api.post("/rest/users", json!({"email": "made@x.test", "name": "Made"}), &[]).await.expect(403);
+        let member = api
+            .patch(&format!("/rest/users?id=eq.{}", w.user_a), json!({"is_active": false}), &[("prefer", "return=representation")])
+            .await;
+        assert_eq!(member.expect(200).json()[0]["is_active"], json!(false), "A's member: theirs to change");
+        owner.execute("UPDATE users SET is_active = true WHERE id = $1", &[&w.user_a]).await.unwrap();
+    }
+    let platform_admin_b: String =
+        owner.query_one("SELECT coalesce(platform_role, '') FROM users WHERE id = $1", &[&w.user_b]).await.unwrap().get(0);
+    assert_eq!(platform_admin_b, "", "never promoted");
+}
+
+#[tokio::test]
+async fn a_platform_admin_outside_any_tenant_still_manages_every_user() {
+    let (app, w, owner) = setup().await;
+    let platform = Api::new(&app, w.platform_admin, None);
+    assert_eq!(emails(&platform).await.len(), 5, "everyone");
+    let patched = platform
+        .patch(&format!("/rest/users?id=eq.{}", w.user_b), json!({"is_active": false}), &[("prefer", "return=representation")])
+        .await;
+    assert_eq!(patched.expect(200).json()[0]["is_active"], json!(false));
+    assert!(!is_active(&owner, w.user_b).await);
+    platform.post("/rest/users", json!({"email": "made@x.test", "name": "Made"}), &[]).await.expect(201);
 }
