@@ -132,10 +132,18 @@ async fn owner_session(env: Env) -> anyhow::Result<(Settings, Option<crate::db::
     Ok((Settings::from_env(&env)?, cluster))
 }
 
+/// Stops a dev cluster that a command started for itself, waiting for it (so the next
+/// command does not find it still shutting down).
+async fn finish<T>(cluster: Option<crate::db::embedded::EmbeddedCluster>, result: anyhow::Result<T>) -> anyhow::Result<T> {
+    if let Some(mut cluster) = cluster {
+        cluster.stop().await;
+    }
+    result
+}
+
 async fn migrate(env: Env, json: bool) -> anyhow::Result<()> {
-    let (settings, _cluster) = owner_session(env).await?;
-    let password = settings.app_password.as_ref().ok_or(crate::db::migrate::MigrateError::NoAppPassword)?;
-    let report = crate::db::migrate::migrate(&settings.owner_pg_config()?, password.expose()).await?;
+    let (settings, cluster) = owner_session(env).await?;
+    let report = finish(cluster, run_migrations(&settings).await).await?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else if report.applied.is_empty() {
@@ -144,6 +152,11 @@ async fn migrate(env: Env, json: bool) -> anyhow::Result<()> {
         println!("applied: {}", report.applied.join(", "));
     }
     Ok(())
+}
+
+async fn run_migrations(settings: &Settings) -> anyhow::Result<crate::db::migrate::MigrateReport> {
+    let password = settings.app_password.as_ref().ok_or(crate::db::migrate::MigrateError::NoAppPassword)?;
+    Ok(crate::db::migrate::migrate(&settings.owner_pg_config()?, password.expose()).await?)
 }
 
 async fn connect_owner(settings: &Settings) -> anyhow::Result<tokio_postgres::Client> {
@@ -161,10 +174,13 @@ async fn token(env: Env, user: &str, tenant: Option<Uuid>, ttl: Duration) -> any
     let user_id = match Uuid::parse_str(user) {
         Ok(id) => id,
         Err(_) => {
-            let (settings, _cluster) = owner_session(env).await?;
-            let client = connect_owner(&settings).await?;
-            let row = client.query_opt("SELECT id FROM public.users WHERE lower(email) = lower($1)", &[&user]).await?;
-            row.map(|r| r.get(0)).ok_or_else(|| anyhow::anyhow!("no user with email {user}"))?
+            let (settings, cluster) = owner_session(env).await?;
+            let found = async {
+                let client = connect_owner(&settings).await?;
+                let row = client.query_opt("SELECT id FROM public.users WHERE lower(email) = lower($1)", &[&user]).await?;
+                row.map(|r| r.get(0)).ok_or_else(|| anyhow::anyhow!("no user with email {user}"))
+            };
+            finish(cluster, found.await).await?
         }
     };
     println!("{}", verifier.mint(user_id, tenant, ttl).map_err(anyhow::Error::msg)?);
@@ -172,9 +188,12 @@ async fn token(env: Env, user: &str, tenant: Option<Uuid>, ttl: Duration) -> any
 }
 
 async fn admin(env: Env, json: bool, command: AdminCommand) -> anyhow::Result<()> {
-    let (settings, _cluster) = owner_session(env).await?;
-    let mut client = connect_owner(&settings).await?;
-    let out = crate::admin::run(&mut client, command).await?;
+    let (settings, cluster) = owner_session(env).await?;
+    let out = async {
+        let mut client = connect_owner(&settings).await?;
+        crate::admin::run(&mut client, command).await
+    };
+    let out = finish(cluster, out.await).await?;
     if json {
         println!("{}", out.json);
     } else {

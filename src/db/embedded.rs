@@ -65,6 +65,8 @@ pub struct EmbeddedCluster {
     port: u16,
     password: String,
     data_dir: PathBuf,
+    /// Where the server binaries see the data directory (`data_dir`, or where it links to).
+    server_dir: PathBuf,
     socket_dir: tempfile::TempDir,
     opts: ClusterOptions,
     bindir: PathBuf,
@@ -160,8 +162,9 @@ impl EmbeddedCluster {
     pub async fn start(opts: ClusterOptions) -> Result<Self, EmbeddedError> {
         let bindir = find_bindir()?;
         let run_as = RunAs::resolve()?;
-        if !opts.data_dir.join("PG_VERSION").is_file() {
-            initdb(&bindir, run_as, &opts)?;
+        let server_dir = server_data_dir(&opts.data_dir, run_as)?;
+        if !server_dir.join("PG_VERSION").is_file() {
+            initdb(&bindir, run_as, &opts, &server_dir)?;
         }
         let port = match opts.port {
             Some(p) if port_is_free(p) => p,
@@ -169,13 +172,14 @@ impl EmbeddedCluster {
         };
         let socket_dir = tempfile::Builder::new().prefix("rowcast-sock-").tempdir().map_err(step("creating the socket directory"))?;
         RunAs::chown(run_as, socket_dir.path())?;
-        let child = spawn_postgres(&bindir, run_as, &opts, port, socket_dir.path())?;
-        let watchdog = spawn_watchdog(&opts.data_dir, opts.ephemeral.then_some(opts.data_dir.parent()).flatten())?;
+        let child = spawn_postgres(&bindir, run_as, &opts, &server_dir, port, socket_dir.path())?;
+        let watchdog = spawn_watchdog(&server_dir, opts.ephemeral.then_some(opts.data_dir.parent()).flatten())?;
         let mut cluster = EmbeddedCluster {
             watchdog: Some(watchdog),
             port,
             password: opts.superuser_password.clone(),
             data_dir: opts.data_dir.clone(),
+            server_dir,
             socket_dir,
             child: Some(child),
             opts,
@@ -252,48 +256,61 @@ impl EmbeddedCluster {
     }
 
     /// Stops the server only (fast shutdown), keeping the data and the port for [`Self::start_server`].
-    /// For fault tests: a database "restart" as clients see it.
-    pub fn stop_server(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = Pid::from_raw(child.id() as i32);
-            let _ = kill(pid, Signal::SIGINT);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if let Ok(None) = child.try_wait() {
-                let _ = kill(pid, Signal::SIGQUIT);
-                let _ = child.wait();
-            }
+    /// For fault tests: a database "restart" as clients see it. Waits without blocking the
+    /// runtime (at most 30 s, then an immediate shutdown).
+    pub async fn stop_server(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let pid = Pid::from_raw(child.id() as i32);
+        let _ = kill(pid, Signal::SIGINT);
+        if !exited_within(&mut child, Duration::from_secs(30)).await {
+            let _ = kill(pid, Signal::SIGQUIT);
+            exited_within(&mut child, Duration::from_secs(30)).await;
         }
     }
 
     /// Starts the server again after [`Self::stop_server`], on the same port and data.
     pub async fn start_server(&mut self) -> Result<(), EmbeddedError> {
         if self.child.is_none() {
-            self.child = Some(spawn_postgres(&self.bindir, self.run_as, &self.opts, self.port, self.socket_dir.path())?);
+            self.child = Some(spawn_postgres(&self.bindir, self.run_as, &self.opts, &self.server_dir, self.port, self.socket_dir.path())?);
             self.wait_ready(Duration::from_secs(60)).await?;
         }
         Ok(())
     }
 
-    /// Fast shutdown: waits for the server to exit (sessions are disconnected, data is safe).
-    pub fn stop(&mut self) {
-        self.stop_server();
-        // Closing the pipe lets the watchdog finish (and clean an ephemeral directory).
+    /// Fast shutdown: waits for the server to exit (sessions are disconnected, data is safe),
+    /// then for the watchdog (which cleans an ephemeral cluster's directory).
+    pub async fn stop(&mut self) {
+        self.stop_server().await;
         if let Some((mut watchdog, stdin)) = self.watchdog.take() {
             drop(stdin);
-            let _ = watchdog.wait();
+            exited_within(&mut watchdog, Duration::from_secs(90)).await;
         }
     }
 }
 
+/// Polls `child` until it exits or `limit` passes; never blocks the thread.
+async fn exited_within(child: &mut Child, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(_)) | Err(_) = child.try_wait() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Dropping never waits (it may run on an async worker thread): it asks the server for a
+/// fast shutdown and closes the watchdog's pipe, and the watchdog finishes the job (waits
+/// for the server, removes an ephemeral directory). Call [`EmbeddedCluster::stop`] to wait.
 impl Drop for EmbeddedCluster {
     fn drop(&mut self) {
-        self.stop();
+        if let Some(child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
+        }
+        drop(self.watchdog.take());
     }
 }
 
@@ -301,8 +318,80 @@ fn log_path(data_dir: &Path) -> PathBuf {
     data_dir.with_extension("log")
 }
 
-fn initdb(bindir: &Path, run_as: Option<RunAs>, opts: &ClusterOptions) -> Result<(), EmbeddedError> {
-    let data = &opts.data_dir;
+/// The server log holds SQL errors with the values that caused them: owner-only (0600),
+/// also when an older run left it readable. rowcast opens it and hands the descriptor to
+/// the server, so the `postgres` OS user needs no access to it.
+fn open_private_log(path: &Path) -> Result<std::fs::File, EmbeddedError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let log = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(step("opening the server log"))?;
+    log.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(step("securing the server log"))?;
+    Ok(log)
+}
+
+/// Whether `run_as` can enter `dir` (every ancestor searchable): asked of the system itself,
+/// by running `cd` as that user, so ACLs and groups count exactly as they will for postgres.
+fn can_enter(run_as: RunAs, dir: &Path) -> bool {
+    RunAs::command(Some(run_as), PathBuf::from("/bin/sh"))
+        .args(["-c", "cd -- \"$1\"", "rowcast-access-check"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Where the server binaries will see the data directory.
+///
+/// Normally `data_dir` itself. As root, the cluster runs as the `postgres` OS user, which
+/// cannot enter a directory only root may enter (`/root/app`, a `mktemp -d`): then the
+/// cluster lives under `/var/lib/rowcast/<id>/pg` (or the system temp directory when that
+/// cannot be created), owned by `postgres`, and `data_dir` becomes a symbolic link to it,
+/// so the next run (and `rowcast admin`, `token`, `migrate`) finds it where it always is.
+fn server_data_dir(data_dir: &Path, run_as: Option<RunAs>) -> Result<PathBuf, EmbeddedError> {
+    if std::fs::symlink_metadata(data_dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return std::fs::canonicalize(data_dir).map_err(step("following the data directory link"));
+    }
+    let Some(run_as) = run_as else { return Ok(data_dir.to_path_buf()) };
+    let parent = data_dir.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(parent).map_err(step("creating the data directory"))?;
+    if data_dir.join("PG_VERSION").is_file() || can_enter(run_as, parent) {
+        return Ok(data_dir.to_path_buf());
+    }
+    let home = relocated_home(data_dir, run_as)?;
+    let target = home.join("pg");
+    std::os::unix::fs::symlink(&target, data_dir).map_err(step("linking the data directory"))?;
+    tracing::info!(link = %data_dir.display(), target = %target.display(), "the postgres OS user cannot enter this directory: the cluster lives where it can");
+    Ok(target)
+}
+
+/// `/var/lib/rowcast/dev-<hash of the data directory's path>`, owned by `postgres`, 0700;
+/// a stale one (its link was removed with `.rowcast/`) is started afresh.
+fn relocated_home(data_dir: &Path, run_as: RunAs) -> Result<PathBuf, EmbeddedError> {
+    use sha2::Digest;
+    let absolute = std::path::absolute(data_dir).map_err(step("resolving the data directory"))?;
+    let digest = sha2::Sha256::digest(absolute.as_os_str().as_encoded_bytes());
+    let id: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let bases = [PathBuf::from("/var/lib/rowcast"), std::env::temp_dir().join("rowcast")];
+    let base = bases
+        .iter()
+        .find(|b| {
+            std::fs::create_dir_all(b).is_ok()
+                && std::fs::set_permissions(b, std::fs::Permissions::from_mode(0o711)).is_ok()
+                && can_enter(run_as, b)
+        })
+        .ok_or(EmbeddedError::Step { step: "finding a directory the postgres OS user can use", detail: format!("tried {bases:?}") })?;
+    let home = base.join(format!("dev-{id}"));
+    if home.exists() {
+        std::fs::remove_dir_all(&home).map_err(step("removing a stale relocated cluster"))?;
+    }
+    std::fs::create_dir(&home).map_err(step("creating the relocated cluster directory"))?;
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).map_err(step("securing the relocated cluster directory"))?;
+    RunAs::chown(Some(run_as), &home)?;
+    Ok(home)
+}
+
+fn initdb(bindir: &Path, run_as: Option<RunAs>, opts: &ClusterOptions, data: &Path) -> Result<(), EmbeddedError> {
     let parent = data.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(data).map_err(step("creating the data directory"))?;
     std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700)).map_err(step("securing the data directory"))?;
@@ -337,13 +426,13 @@ fn spawn_postgres(
     bindir: &Path,
     run_as: Option<RunAs>,
     opts: &ClusterOptions,
+    server_dir: &Path,
     port: u16,
     socket_dir: &Path,
 ) -> Result<Child, EmbeddedError> {
-    let log =
-        std::fs::OpenOptions::new().create(true).append(true).open(log_path(&opts.data_dir)).map_err(step("opening the server log"))?;
+    let log = open_private_log(&log_path(&opts.data_dir))?;
     let mut cmd = RunAs::command(run_as, bindir.join("postgres"));
-    cmd.arg("-D").arg(&opts.data_dir).arg("-p").arg(port.to_string()).arg("-k").arg(socket_dir).args(["-c", "listen_addresses=127.0.0.1"]);
+    cmd.arg("-D").arg(server_dir).arg("-p").arg(port.to_string()).arg("-k").arg(socket_dir).args(["-c", "listen_addresses=127.0.0.1"]);
     let mut settings: Vec<(String, String)> = Vec::new();
     if opts.ephemeral {
         for (k, v) in [("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off")] {
@@ -357,7 +446,7 @@ fn spawn_postgres(
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone().map_err(step("opening the server log"))?)
         .stderr(log)
-        .current_dir(opts.data_dir.parent().unwrap_or(Path::new("/")))
+        .current_dir(server_dir.parent().unwrap_or(Path::new("/")))
         // Its own process group: a Ctrl-C meant for rowcast reaches postgres only through us.
         .process_group(0);
     cmd.spawn().map_err(step("starting postgres"))

@@ -15,6 +15,10 @@ pub enum MigrateError {
         "the owner role `{0}` must be a superuser (or have BYPASSRLS and CREATEROLE): it owns the tables and the SECURITY DEFINER functions"
     )]
     NotPrivileged(String),
+    #[error(
+        "PostgreSQL {0} is too old: rowcast needs PostgreSQL 15 or newer (the migrations use NULLS NOT DISTINCT); upgrade the server, or point DATABASE_URL at a newer one"
+    )]
+    OldServer(String),
     #[error("ROWCAST_APP_PASSWORD: not set: `migrate` needs the password to give the `rowcast_app` role")]
     NoAppPassword,
     #[error("creating the app role failed: {0}")]
@@ -43,6 +47,11 @@ pub async fn migrate(owner: &tokio_postgres::Config, app_password: &str) -> Resu
 }
 
 pub async fn migrate_client(client: &mut Client, app_password: &str) -> Result<MigrateReport, MigrateError> {
+    let version = client
+        .query_one("SELECT current_setting('server_version_num')::int, current_setting('server_version')", &[])
+        .await
+        .map_err(MigrateError::Connect)?;
+    check_server_version(version.get(0), version.get(1))?;
     check_owner(client).await?;
     let role_created = ensure_app_role(client, app_password).await?;
     let report = embedded::migrations::runner().run_async(client).await?;
@@ -52,6 +61,15 @@ pub async fn migrate_client(client: &mut Client, app_password: &str) -> Result<M
         client.batch_execute("NOTIFY rowcast_reload").await.map_err(MigrateError::Reload)?;
     }
     Ok(MigrateReport { role_created, applied })
+}
+
+/// The oldest server the migrations run on: 15 (`UNIQUE NULLS NOT DISTINCT`).
+pub const MIN_SERVER_VERSION_NUM: i32 = 150_000;
+
+/// `server_version_num` (e.g. 150004) against [`MIN_SERVER_VERSION_NUM`]; `display` is the
+/// human version (`14.11 (Debian …)`) named in the error.
+pub fn check_server_version(version_num: i32, display: &str) -> Result<(), MigrateError> {
+    if version_num >= MIN_SERVER_VERSION_NUM { Ok(()) } else { Err(MigrateError::OldServer(display.trim().to_string())) }
 }
 
 async fn check_owner(client: &Client) -> Result<(), MigrateError> {
@@ -89,4 +107,18 @@ async fn ensure_app_role(client: &Client, password: &str) -> Result<bool, Migrat
         .await
         .map_err(MigrateError::Role)?;
     Ok(!exists)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_older_than_15_are_refused_in_one_line() {
+        let err = check_server_version(140_011, "14.11 (Debian 14.11-1)").unwrap_err().to_string();
+        assert!(err.contains("PostgreSQL 14.11") && err.contains("15 or newer"), "{err}");
+        assert_eq!(err.lines().count(), 1);
+        assert!(check_server_version(150_000, "15.0").is_ok());
+        assert!(check_server_version(170_002, "17.2").is_ok());
+    }
 }

@@ -25,7 +25,7 @@ pub const DEMO_USERS: &[(&str, &str, &str, Option<&str>)] = &[
 pub async fn run() -> anyhow::Result<()> {
     let env = Env::load();
     let mut state = DevState::load_or_create()?;
-    let cluster = if env.is_explicit("DATABASE_URL") {
+    let mut cluster = if env.is_explicit("DATABASE_URL") {
         None
     } else {
         eprintln!("starting the private PostgreSQL cluster in {} …", state::pg_data_dir().display());
@@ -54,7 +54,9 @@ pub async fn run() -> anyhow::Result<()> {
     eprintln!("stopping …");
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
-    drop(cluster);
+    if let Some(cluster) = cluster.as_mut() {
+        cluster.stop().await;
+    }
     eprintln!("stopped");
     Ok(())
 }

@@ -336,3 +336,104 @@ async fn dev_boots_in_an_empty_directory_and_a_second_run_reuses_the_data() {
     let (child, _) = tokio::task::spawn_blocking(move || start_dev(&path)).await.unwrap();
     stop(child);
 }
+
+/// `rowcast dev` with stderr sent to `log`, stdout read until its banner ends.
+#[allow(clippy::zombie_processes)]
+fn start_dev_logging(dir: &Path, log: &Path) -> (std::process::Child, String) {
+    let log = std::fs::File::create(log).unwrap();
+    let mut child = rowcast(dir, &["dev"], &[("ROWCAST_BIND".into(), "127.0.0.1:0".into()), ("RUST_LOG".into(), "info".into())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            let status = child.wait();
+            panic!("rowcast dev exited early ({status:?}); output so far:\n{seen}");
+        }
+        seen.push_str(&line);
+        if line.starts_with("Ctrl-C") {
+            return (child, seen);
+        }
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn dev_as_root_works_in_a_directory_only_root_may_enter() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root (as in CI)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("dev.log");
+    for run in 0..2 {
+        let (path, log_path) = (dir.path().to_path_buf(), log.clone());
+        let (child, banner) = tokio::task::spawn_blocking(move || start_dev_logging(&path, &log_path)).await.unwrap();
+        let base = banner.lines().find_map(|l| l.strip_prefix("listening on ")).unwrap().trim().to_string();
+        let token = banner.lines().filter_map(|l| l.trim().strip_prefix("TOKEN=")).nth(1).unwrap().to_string();
+        let http = reqwest::Client::new();
+        assert_eq!(http.get(format!("{base}/health")).send().await.unwrap().status().as_u16(), 200, "run {run}");
+        let me: Value = http.get(format!("{base}/api/me")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        assert_eq!(me["user"]["email"], "alice@acme.test", "run {run}");
+        stop(child);
+    }
+    let state = dir.path().join(".rowcast");
+    for file in ["pg.log", "state.json", "dev.env"] {
+        assert_eq!(mode(&state.join(file)), 0o600, "{file} holds secrets or logs: owner only");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("INFO"), "logs were written: {text}");
+    assert!(!text.contains('\u{1b}'), "no ANSI colour in a file: {text:?}");
+    // The cluster lives where the postgres OS user can use it; .rowcast/pg leads there.
+    let target = std::fs::read_link(state.join("pg")).expect(".rowcast/pg links to the relocated cluster");
+    assert!(target.join("PG_VERSION").is_file());
+    std::fs::remove_dir_all(target.parent().unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn logs_are_coloured_on_a_terminal() {
+    // The twin of the check above: under a pseudo-terminal (`script`), colour is kept.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to provide a terminal");
+        return;
+    }
+    let db = TestDb::new().await;
+    let dir = workdir();
+    let mut vars = base_env(&db);
+    vars.push(("RUST_LOG".into(), "info".into()));
+    let cmd = format!("{BIN} serve");
+    let mut script = Command::new("script");
+    script.args(["-qefc", &cmd, "/dev/null"]).current_dir(dir.path()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in &vars {
+        script.env(k, v);
+    }
+    let mut running = script.stdout(Stdio::piped()).stderr(Stdio::null()).stdin(Stdio::piped()).spawn().unwrap();
+    let out = running.stdout.take().unwrap();
+    let seen = tokio::task::spawn_blocking(move || {
+        let mut reader = BufReader::new(out);
+        let mut seen = String::new();
+        while !seen.contains("listening") {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            seen.push_str(&line);
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    let _ = running.kill();
+    let _ = running.wait();
+    assert!(seen.contains("listening"), "{seen}");
+    assert!(seen.contains('\u{1b}'), "colour on a terminal: {seen:?}");
+}

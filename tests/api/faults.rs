@@ -41,7 +41,7 @@ async fn the_server_keeps_running_through_a_database_restart_and_health_says_so(
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     assert_eq!(status(&http, &format!("{base}/api/me"), Some(&token)).await, 200);
 
-    cluster.stop_server();
+    cluster.stop_server().await;
     assert_eq!(status(&http, &format!("{base}/health"), None).await, 503, "health reports the outage");
     let health: Value = http.get(format!("{base}/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["database"]["status"], "down");

@@ -358,3 +358,30 @@ async fn a_platform_admin_outside_any_tenant_still_manages_every_user() {
     assert!(!is_active(&owner, w.user_b).await);
     platform.post("/rest/users", json!({"email": "made@x.test", "name": "Made"}), &[]).await.expect(201);
 }
+
+// =========================================================================================
+// Item 6 (hygiene), checked on the source itself.
+// =========================================================================================
+
+fn rust_sources(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+}
+
+#[test]
+fn production_code_neither_quotes_through_the_dev_module_nor_sleeps_a_thread() {
+    let mut files = Vec::new();
+    rust_sources(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    assert!(files.len() > 20, "found the sources");
+    let through_dev: Vec<&String> = files.iter().filter(|(_, text)| text.contains("embedded::quote_ident")).map(|(p, _)| p).collect();
+    assert!(through_dev.is_empty(), "quote_ident imported from the embedded-cluster module: {through_dev:?}");
+    // A blocking sleep on an async worker (e.g. from a Drop) stalls every task on it.
+    let sleepers: Vec<&String> = files.iter().filter(|(_, text)| text.contains("thread::sleep")).map(|(p, _)| p).collect();
+    assert!(sleepers.is_empty(), "std::thread::sleep in production code: {sleepers:?}");
+}
