@@ -6,8 +6,8 @@ use serde_json::json;
 use tokio_postgres::Client as PgClient;
 use uuid::Uuid;
 
+use crate::helpers::rest::{Api, Resp, contact, setup};
 use crate::helpers::{TestDb, sqlstate};
-use crate::rest::{Api, contact, setup};
 
 // =========================================================================================
 // Item 1: `rowcast admin rls disable|enable` is atomic and reaches running servers.
@@ -155,7 +155,7 @@ async fn a_failed_rls_switch_changes_nothing() {
 // Item 2: pending invitations; only acceptance creates a membership.
 // =========================================================================================
 
-async fn invite(api: &Api<'_>, email: &str, role: &str) -> crate::rest::Resp {
+async fn invite(api: &Api<'_>, email: &str, role: &str) -> Resp {
     api.post("/rest/rpc/invite_user", json!({"p_email": email, "p_name": "Invitee", "p_role": role}), &[]).await
 }
 
@@ -239,7 +239,7 @@ async fn the_inviter_learns_nothing_about_whether_the_account_exists() {
     let existing = invite(&admin_a, "root@platform.test", "tenant_user").await;
     let unknown = invite(&admin_a, "nobody-yet@x.test", "tenant_user").await;
     assert_eq!((existing.status, unknown.status), (200, 200));
-    let shape = |r: &crate::rest::Resp| r.json().as_str().map(|s| Uuid::parse_str(s).is_ok());
+    let shape = |r: &Resp| r.json().as_str().map(|s| Uuid::parse_str(s).is_ok());
     assert_eq!(shape(&existing), Some(true));
     assert_eq!(shape(&unknown), Some(true), "the same answer either way");
     // Neither account is visible to the inviter, nor is the platform admin's role.
@@ -271,7 +271,7 @@ async fn a_new_account_signs_in_outside_any_tenant_to_answer_its_invitation() {
     assert_eq!(api.get("/rest/invitations?select=id").await.expect(200).json(), json!([{"id": invitation}]));
     api.post("/rest/rpc/invite_user", json!({"p_email": "y@x.test", "p_name": "Y"}), &[]).await.expect(403);
     // No tenant, no event stream: refused before the upgrade (not a 500).
-    let ws = crate::realtime::ws_url(app.port, &api.token, None);
+    let ws = crate::helpers::ws::ws_url(app.port, &api.token, None);
     assert_eq!(crate::realtime_faults::refused(&ws, &[]).await.0, 403);
     api.post("/rest/rpc/invitation_accept", json!({"p_id": invitation}), &[]).await.expect(200);
     let now_member = Api::new(&app, fresh, None);
