@@ -36,8 +36,9 @@ pub fn routes(state: Arc<Core>, listener: ListenerProbe) -> BoxedFilter<(Respons
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(warp::header::optional::<String>("authorization"))
+        .and(warp::addr::remote())
         .and(with_state)
-        .map(|auth: Option<String>, s: Arc<Core>| respond(metrics_page(&s, auth.as_deref())));
+        .map(|auth: Option<String>, peer: Option<std::net::SocketAddr>, s: Arc<Core>| respond(metrics_page(&s, auth.as_deref(), peer)));
     health.or(ready).unify().or(live).unify().or(locales).unify().or(metrics).unify().boxed()
 }
 
@@ -82,17 +83,43 @@ fn locales() -> Response {
     json(StatusCode::OK, &json!({"default": Lang::En.code(), "locales": list}))
 }
 
-fn metrics_page(state: &Core, auth: Option<&str>) -> Result<Response, ApiError> {
-    if let Some(token) = &state.settings.metrics_token {
-        let given = auth.and_then(|h| h.strip_prefix("Bearer "));
-        if given != Some(token.expose().as_str()) {
-            return Err(ApiError::unauthorized(
-                "metrics need the ROWCAST_METRICS_TOKEN bearer token",
-                "les métriques exigent le jeton ROWCAST_METRICS_TOKEN",
-            ));
-        }
+/// Who may read `/metrics`: with `ROWCAST_METRICS_TOKEN` set, whoever sends it; without,
+/// only clients on this machine (loopback). Its event counters tell the platform's activity,
+/// which no tenant member may learn (SPEC §3.4).
+fn metrics_allowed(token: Option<&str>, auth: Option<&str>, peer: Option<std::net::SocketAddr>) -> Result<(), ApiError> {
+    match token {
+        Some(token) if auth.and_then(|h| h.strip_prefix("Bearer ")) == Some(token) => Ok(()),
+        Some(_) => Err(ApiError::unauthorized(
+            "metrics need the ROWCAST_METRICS_TOKEN bearer token",
+            "les métriques exigent le jeton ROWCAST_METRICS_TOKEN",
+        )),
+        None if peer.is_some_and(|p| p.ip().is_loopback()) => Ok(()),
+        None => Err(ApiError::forbidden(
+            "metrics are served to this machine only; set ROWCAST_METRICS_TOKEN to scrape them from elsewhere",
+            "les métriques ne sont servies qu'à cette machine ; définissez ROWCAST_METRICS_TOKEN pour les lire d'ailleurs",
+        )),
     }
+}
+
+fn metrics_page(state: &Core, auth: Option<&str>, peer: Option<std::net::SocketAddr>) -> Result<Response, ApiError> {
+    metrics_allowed(state.settings.metrics_token.as_ref().map(|t| t.expose().as_str()), auth, peer)?;
     metrics::record_pool(state.db.pool());
     let body = metrics::handle().render();
     Ok(warp::reply::with_header(body, "content-type", "text/plain; version=0.0.4").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metrics_allowed;
+
+    #[test]
+    fn metrics_are_for_this_machine_or_the_token_holder() {
+        let local = Some("127.0.0.1:5000".parse().unwrap());
+        let remote = Some("192.0.2.7:5000".parse().unwrap());
+        assert!(metrics_allowed(None, None, local).is_ok());
+        assert_eq!(metrics_allowed(None, None, remote).unwrap_err().status.as_u16(), 403);
+        assert_eq!(metrics_allowed(None, None, None).unwrap_err().status.as_u16(), 403);
+        assert!(metrics_allowed(Some("t"), Some("Bearer t"), remote).is_ok());
+        assert_eq!(metrics_allowed(Some("t"), None, local).unwrap_err().status.as_u16(), 401);
+    }
 }

@@ -97,12 +97,14 @@ impl Session {
         // processed in between would have found nothing to revoke. Check again now that it is
         // in: a revocation committed before this check is seen here, one committed after it
         // reaches the hub with the subscription in place.
-        let sub = match replay::enter(&self.state.db, &self.principal, channel).await {
-            Ok(role) if role == sub.role => sub,
-            Ok(role) => {
+        // The same transaction also finds the seq this subscriber is told about (never the
+        // global head, unless it is a platform admin on tenant:*).
+        let (sub, shown) = match replay::enter_at(&self.state.db, &self.principal, channel, Some(head)).await {
+            Ok((role, visible)) if role == sub.role => (sub, visible),
+            Ok((role, visible)) => {
                 let sub = Arc::new(Subscription { role, ..(*sub).clone() });
                 head = hub.subscribe(self.link.id, sub.clone()).ok_or(Stop::Gone)?;
-                sub
+                (sub, visible.min(head))
             }
             Err(e) => {
                 hub.unsubscribe(self.link.id, channel);
@@ -118,14 +120,14 @@ impl Session {
         self.replayed.remove(&channel);
         let greeting = match welcome {
             Some(tenant_ids) => {
-                self.cursor = head;
-                protocol::welcome(&self.link.id.to_string(), &tenant_ids, head)
+                self.cursor = shown;
+                protocol::welcome(&self.link.id.to_string(), &tenant_ids, shown)
             }
-            None => protocol::subscribed(channel, head, since),
+            None => protocol::subscribed(channel, shown, since),
         };
         self.send_text(greeting).await?;
         match since {
-            Some(since) => self.replay(&sub, since, head, prior).await,
+            Some(since) => self.replay(&sub, since, head, shown, prior).await,
             None => Ok(()),
         }
     }
@@ -134,7 +136,7 @@ impl Session {
     /// them so that the same events waiting in the live queue are not sent twice. Events the
     /// replaced subscription of the same channel already delivered are skipped too. A cursor
     /// below the retention watermark gets `resync_required` instead.
-    async fn replay(&mut self, sub: &Subscription, since: i64, head: i64, prior: Option<Prior>) -> Result<(), Stop> {
+    async fn replay(&mut self, sub: &Subscription, since: i64, head: i64, shown: i64, prior: Option<Prior>) -> Result<(), Stop> {
         let mut after = since;
         self.replaying = Some(after);
         loop {
@@ -144,7 +146,7 @@ impl Session {
             };
             if after < pruned {
                 self.replaying = None;
-                return self.send_text(protocol::resync_required(sub.channel, head, pruned)).await;
+                return self.send_text(protocol::resync_required(sub.channel, shown, pruned)).await;
             }
             let full = page.len() as i64 == replay::PAGE;
             for event in page {

@@ -73,7 +73,8 @@ impl Realtime {
     pub fn listener_status(&self) -> (bool, Value) {
         let (up, mut details) = self.relay.status();
         details["reconnects"] = self.hub.stats.reconnects.load(Ordering::Relaxed).into();
-        details["headSeq"] = self.hub.head().into();
+        // No seq here: /health is open to anyone, and the global head is an activity oracle
+        // (SPEC §3.4). Platform admins read it in /api/ws/stats.
         (up, details)
     }
 

@@ -70,14 +70,20 @@ impl Stats {
 /// `GET /api/ws/stats`: platform admins outside a tenant see every tenant and the global
 /// counters; anyone else sees the sessions of the tenant they are in, the listener and lag.
 pub async fn handle(state: Arc<Realtime>, principal: Principal, tenant: Option<Uuid>) -> Result<Response, ApiError> {
-    let role = {
+    let rt = &*state;
+    let head = rt.hub.head();
+    let (role, visible) = {
         let mut conn = state.db.conn().await?;
         let tx = TenantTx::begin(&state.db, &mut conn, &principal, tenant).await?;
         let ctx = tx.context().clone();
+        // A member is told the newest seq it may see, never the global head (SPEC §3.4).
+        let visible = match ctx.tenant_id {
+            Some(t) => super::replay::visible_head(&tx, t, head).await?,
+            None => 0,
+        };
         tx.commit().await?;
-        ctx
+        (ctx, visible)
     };
-    let rt = &*state;
     let (total, per_tenant) = rt.hub.census();
     let (listener_up, listener) = rt.listener_status();
     let lag = f64::from_bits(rt.hub.stats.lag_ms.load(Ordering::Relaxed));
@@ -86,7 +92,7 @@ pub async fn handle(state: Arc<Realtime>, principal: Principal, tenant: Option<U
             let mut body = rt.hub.stats.snapshot();
             body["connections"] = json!(total);
             body["sessionsPerTenant"] = json!(per_tenant);
-            body["headSeq"] = json!(rt.hub.head());
+            body["headSeq"] = json!(head);
             body["listener"] = listener;
             body
         }
@@ -95,7 +101,7 @@ pub async fn handle(state: Arc<Realtime>, principal: Principal, tenant: Option<U
             json!({
                 "tenantId": scope,
                 "sessions": per_tenant.get(&key).copied().unwrap_or(0),
-                "headSeq": rt.hub.head(),
+                "headSeq": visible,
                 "lagMs": lag,
                 "listener": {"status": if listener_up { "up" } else { "down" }},
             })

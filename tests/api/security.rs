@@ -385,3 +385,52 @@ fn production_code_neither_quotes_through_the_dev_module_nor_sleeps_a_thread() {
     let sleepers: Vec<&String> = files.iter().filter(|(_, text)| text.contains("thread::sleep")).map(|(p, _)| p).collect();
     assert!(sleepers.is_empty(), "std::thread::sleep in production code: {sleepers:?}");
 }
+
+// =========================================================================================
+// Item 4: the global sequence is not an oracle.
+// =========================================================================================
+
+/// Every key of a JSON document, at any depth.
+fn keys(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => map.iter().for_each(|(k, v)| {
+            out.push(k.clone());
+            keys(v, out);
+        }),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn a_member_is_told_the_newest_seq_it_may_see_never_the_global_head() {
+    use crate::helpers::ws::{add_contact, add_webhook, connect, relay_caught_up, setup};
+    let (app, owner, w) = setup().await;
+    let mine = add_contact(&owner, w.tenant_a).await;
+    // Activity the members of A must not be able to measure: B's writes, and A's webhook
+    // events (tenant admins only).
+    add_webhook(&owner, w.tenant_a).await;
+    for _ in 0..3 {
+        add_contact(&owner, w.tenant_b).await;
+    }
+    relay_caught_up(&app, &owner).await;
+    let global: i64 = owner.query_one("SELECT max(seq) FROM app.events", &[]).await.unwrap().get(0);
+    let visible: i64 = owner.query_one("SELECT seq FROM app.events WHERE row_id = $1::uuid::text", &[&mine]).await.unwrap().get(0);
+    assert!(visible < global);
+
+    let member = connect(&app, w.user_a, Some(w.tenant_a)).await;
+    assert_eq!(member.head(), visible, "welcome: the newest seq a tenant user of A may see");
+    let stats = app.get_json("/api/ws/stats", &app.token_for(w.user_a, Some(w.tenant_a)), 200).await;
+    assert_eq!(stats["headSeq"], json!(visible), "{stats}");
+    let health: serde_json::Value = app.http.get(app.url("/health")).send().await.unwrap().json().await.unwrap();
+    let mut all = Vec::new();
+    keys(&health, &mut all);
+    assert!(!all.iter().any(|k| k.to_lowercase().contains("seq")), "no seq in /health without a token: {health}");
+
+    // The twins: an admin of A sees its webhook events too; a platform admin outside any
+    // tenant is the one who learns the global head.
+    let admin = connect(&app, w.admin_a, Some(w.tenant_a)).await;
+    assert!(admin.head() > visible && admin.head() < global, "{} vs {visible}..{global}", admin.head());
+    let root = app.get_json("/api/ws/stats", &app.token_for(w.platform_admin, None), 200).await;
+    assert_eq!(root["headSeq"], json!(global));
+}
