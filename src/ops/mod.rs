@@ -42,40 +42,105 @@ pub fn routes(state: Arc<Core>, listener: ListenerProbe) -> BoxedFilter<(Respons
     health.or(ready).unify().or(live).unify().or(locales).unify().or(metrics).unify().boxed()
 }
 
-/// Database round trip through the pool, bounded in time.
-async fn database_status(state: &Core) -> (bool, serde_json::Value) {
+/// What `/health` and `/ready` know about the database.
+enum DbHealth {
+    Up(serde_json::Value),
+    /// Reachable, but every pooled connection is busy: the instance is loaded, not broken.
+    Saturated(serde_json::Value),
+    Down(serde_json::Value),
+}
+
+const PROBE_LIMIT: Duration = Duration::from_secs(2);
+/// How long the pooled probe waits for a free connection before asking the database directly.
+const POOL_PROBE_WAIT: Duration = Duration::from_millis(500);
+
+fn pool_saturated(state: &Core) -> bool {
+    let status = state.db.pool().status();
+    status.available == 0 && status.size >= status.max_size
+}
+
+/// Database round trip through the pool, bounded in time. When no pooled connection frees up
+/// in time and the pool is saturated, a connection of its own tells a loaded database from an
+/// unreachable one: pool saturation is reported as such, never as "database down".
+async fn database_status(state: &Core) -> DbHealth {
     let started = Instant::now();
+    let latency = |started: Instant| started.elapsed().as_secs_f64() * 1000.0;
     let probe = async {
         let conn = state.db.conn().await.map_err(|e| e.message)?;
         conn.simple_query("SELECT 1").await.map_err(|_| "query failed".to_string())?;
         Ok::<_, String>(())
     };
-    match tokio::time::timeout(Duration::from_secs(2), probe).await {
-        Ok(Ok(())) => (true, json!({"status": "up", "latencyMs": started.elapsed().as_secs_f64() * 1000.0})),
-        Ok(Err(why)) => (false, json!({"status": "down", "error": why})),
-        Err(_) => (false, json!({"status": "down", "error": "timed out"})),
+    let outcome = tokio::time::timeout(POOL_PROBE_WAIT, probe).await;
+    if let Ok(Ok(())) = outcome {
+        return DbHealth::Up(json!({"status": "up", "latencyMs": latency(started)}));
+    }
+    if !pool_saturated(state) {
+        let why = match outcome {
+            Ok(Err(why)) => why,
+            _ => "timed out".to_string(),
+        };
+        return DbHealth::Down(json!({"status": "down", "error": why}));
+    }
+    let pool = state.db.pool().status();
+    let pool = json!({"size": pool.size, "maxSize": pool.max_size, "waiting": pool.waiting});
+    let started = Instant::now();
+    match tokio::time::timeout(PROBE_LIMIT, direct_probe(state)).await {
+        Ok(Ok(())) => DbHealth::Saturated(json!({
+            "status": "saturated", "reason": "pool saturated: every connection is busy", "latencyMs": latency(started), "pool": pool,
+        })),
+        Ok(Err(why)) => DbHealth::Down(json!({"status": "down", "error": why, "pool": pool})),
+        Err(_) => DbHealth::Down(json!({"status": "down", "error": "timed out", "pool": pool})),
     }
 }
 
+/// `SELECT 1` on a connection outside the pool (as the serving role).
+async fn direct_probe(state: &Core) -> Result<(), String> {
+    let config = state.settings.app_pg_config().map_err(|e| e.to_string())?;
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await.map_err(|_| "cannot connect".to_string())?;
+    let conn = tokio::spawn(conn);
+    let result = client.simple_query("SELECT 1").await.map(|_| ()).map_err(|_| "query failed".to_string());
+    drop(client);
+    let _ = conn.await;
+    result
+}
+
+/// 200 while the database answers (`degraded`, with the reason, when the pool is saturated);
+/// 503 when the database is really unreachable or the realtime listener is down.
 async fn health(state: &Core, listener: &ListenerProbe) -> Response {
-    let (db_up, database) = database_status(state).await;
+    let db = database_status(state).await;
     let (listener_up, listener) = listener();
-    let ok = db_up && listener_up;
+    let (db_ok, saturated, database) = match db {
+        DbHealth::Up(v) => (true, false, v),
+        DbHealth::Saturated(v) => (true, true, v),
+        DbHealth::Down(v) => (false, false, v),
+    };
+    let ok = db_ok && listener_up;
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({
-        "status": if ok { "ok" } else { "degraded" },
+    let word = if ok && !saturated { "ok" } else { "degraded" };
+    let mut body = json!({
+        "status": word,
         "database": database,
         "listener": listener,
         "uptimeSeconds": state.started.elapsed().as_secs(),
         "version": env!("CARGO_PKG_VERSION"),
     });
+    if saturated {
+        body["reason"] = json!("pool saturated");
+    }
     json(status, &body)
 }
 
+/// Ready for new work: the database answers and a pooled connection is free. A saturated
+/// pool refuses (503 with the reason), so a load balancer sends new work elsewhere without
+/// declaring the instance dead (`/health` stays 200).
 async fn ready(state: &Core) -> Response {
-    let (db_up, database) = database_status(state).await;
-    let status = if db_up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    json(status, &json!({"ready": db_up, "database": database}))
+    match database_status(state).await {
+        DbHealth::Up(database) => json(StatusCode::OK, &json!({"ready": true, "database": database})),
+        DbHealth::Saturated(database) => {
+            json(StatusCode::SERVICE_UNAVAILABLE, &json!({"ready": false, "reason": "pool saturated", "database": database}))
+        }
+        DbHealth::Down(database) => json(StatusCode::SERVICE_UNAVAILABLE, &json!({"ready": false, "database": database})),
+    }
 }
 
 fn locales() -> Response {

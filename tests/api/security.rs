@@ -434,3 +434,40 @@ async fn a_member_is_told_the_newest_seq_it_may_see_never_the_global_head() {
     let root = app.get_json("/api/ws/stats", &app.token_for(w.platform_admin, None), 200).await;
     assert_eq!(root["headSeq"], json!(global));
 }
+
+// =========================================================================================
+// Item 9: health under load.
+// =========================================================================================
+
+#[tokio::test]
+async fn a_saturated_pool_is_degraded_not_down() {
+    let app = crate::helpers::spawn_app_with(|v| {
+        v.push(("ROWCAST_POOL_SIZE".into(), "1".into()));
+        v.push(("ROWCAST_POOL_TIMEOUT_MS".into(), "300".into()));
+    })
+    .await;
+    let get = |path: &'static str| {
+        let app = &app;
+        async move {
+            let resp = app.http.get(app.url(path)).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = get("/health").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")), "{body}");
+
+    let held = app.state.db.conn().await.unwrap(); // the only pooled connection, busy
+    let (status, body) = get("/health").await;
+    assert_eq!(status, 200, "a loaded instance is not a dead one: {body}");
+    assert_eq!((body["status"].as_str(), body["reason"].as_str()), (Some("degraded"), Some("pool saturated")), "{body}");
+    assert_eq!(body["database"]["status"], "saturated");
+    let (status, body) = get("/ready").await;
+    assert_eq!((status, body["reason"].as_str()), (503, Some("pool saturated")), "new work goes elsewhere: {body}");
+
+    drop(held);
+    let (status, body) = get("/ready").await;
+    assert_eq!((status, body["ready"].as_bool()), (200, Some(true)), "{body}");
+    let (status, body) = get("/health").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")), "{body}");
+}
