@@ -3,6 +3,7 @@
 //! This is the one place that maps SQLSTATEs and named constraints to HTTP statuses. A 5xx
 //! is logged in full here and answered without internals.
 
+mod classes;
 pub mod constraints;
 
 use crate::i18n::Lang;
@@ -150,6 +151,9 @@ impl From<tokio_postgres::Error> for ApiError {
 }
 
 fn from_db_error(db: &tokio_postgres::error::DbError) -> ApiError {
+    if let Some(err) = classes::client_limit(db) {
+        return err;
+    }
     let code = db.code().code();
     if let Some(c) = db.constraint().and_then(constraints::lookup) {
         return ApiError::new(c.status, code, c.en, c.fr).with_details(format!("constraint {}", c.name));

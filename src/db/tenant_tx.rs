@@ -142,6 +142,16 @@ impl<'c> TenantTx<'c> {
         &self.ctx
     }
 
+    /// Enters `app.begin_request` again, as `user` in `tenant`, inside this transaction: for a
+    /// platform admin's impersonation (`/api/rls/impersonate`), whose transaction is then
+    /// dropped (rolled back) so the impersonated context never outlives the request.
+    /// [`Self::context`] keeps naming the real caller; the impersonated one is returned.
+    pub async fn reenter_as(&self, user: Uuid, tenant: Option<Uuid>, db: &Db) -> Result<RequestContext, tokio_postgres::Error> {
+        let stmt = self.tx.prepare_cached(BEGIN_REQUEST).await?;
+        let row = self.tx.query_one(&stmt, &[&user, &tenant, &db.statement_timeout_ms()]).await?;
+        Ok(RequestContext { user_id: row.get(0), tenant_id: row.get(1), role: row.get(2) })
+    }
+
     pub async fn commit(self) -> Result<(), ApiError> {
         let TenantTx { tx, mut timer, .. } = self;
         tx.commit().await?;

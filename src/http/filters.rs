@@ -129,8 +129,7 @@ pub fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Inf
 /// token's `tenant_id` claim, else `None` (the database then picks the user's only tenant).
 pub fn tenant() -> impl Filter<Extract = (Option<Uuid>,), Error = Rejection> + Clone {
     warp::header::optional::<String>("x-tenant-id").and(raw_query()).and_then(|header: Option<String>, query: String| async move {
-        let from_query =
-            || form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "tenantId" || k == "tenant").map(|(_, v)| v.into_owned());
+        let from_query = || form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "tenantId").map(|(_, v)| v.into_owned());
         parse_tenant(header.or_else(from_query), Door::Http).map_err(warp::reject::custom)
     })
 }

@@ -162,8 +162,12 @@ fn origin_refusal(settings: &Settings, headers: &HeaderMap) -> Option<ApiError> 
     let allowed = match &settings.allowed_origins {
         Some(list) => list.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin)),
         None => {
-            let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-            origin_host.is_some_and(|h| header(headers, "host").is_some_and(|host| host.eq_ignore_ascii_case(h)))
+            // Same origin is scheme AND host: a plain-http page (or file://, null) is not the
+            // https site it imitates. The scheme is the one the client used: the proxy's
+            // X-Forwarded-Proto when there is one, else http (rowcast itself serves no TLS).
+            let scheme = header(headers, "x-forwarded-proto").and_then(|p| p.split(',').next()).map(str::trim).unwrap_or("http");
+            let expected = header(headers, "host").map(|host| format!("{scheme}://{host}"));
+            expected.is_some_and(|e| e.eq_ignore_ascii_case(origin))
         }
     };
     (!allowed).then(|| {
@@ -195,5 +199,22 @@ mod tests {
         assert!(origin_refusal(&settings(None), &other).is_some());
         assert!(origin_refusal(&settings(Some(&["https://evil.test"])), &other).is_none());
         assert!(origin_refusal(&settings(Some(&["https://app.test"])), &same).is_some());
+    }
+
+    #[test]
+    fn same_origin_includes_the_scheme() {
+        let plain_page = headers(&[("origin", "http://app.test"), ("host", "app.test"), ("x-forwarded-proto", "https")]);
+        assert!(origin_refusal(&settings(None), &plain_page).is_some(), "http page against an https site");
+        let tls_page = headers(&[("origin", "https://app.test"), ("host", "app.test"), ("x-forwarded-proto", "https")]);
+        assert!(origin_refusal(&settings(None), &tls_page).is_none());
+        let https_without_proxy = headers(&[("origin", "https://localhost:8080"), ("host", "localhost:8080")]);
+        assert!(origin_refusal(&settings(None), &https_without_proxy).is_some(), "rowcast itself serves http only");
+        for odd in ["file://localhost:8080", "null", "ws://localhost:8080"] {
+            let h: HeaderMap = [("origin", odd), ("host", "localhost:8080")]
+                .iter()
+                .map(|(k, v)| (warp::http::HeaderName::from_static(k), v.parse().unwrap()))
+                .collect();
+            assert!(origin_refusal(&settings(None), &h).is_some(), "{odd}");
+        }
     }
 }

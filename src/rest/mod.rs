@@ -76,7 +76,7 @@ pub fn routes(state: Arc<RestState>) -> BoxedFilter<(Response,)> {
             };
             let query = request::without_tenant_params(&query);
             let req = RestRequest { method, target, query, headers, body, caller };
-            respond(dispatch(&state, &req).await)
+            with_allow(respond(dispatch(&state, &req).await), &req.target)
         });
     rest.or(rls::routes(state)).unify().boxed()
 }
@@ -91,7 +91,27 @@ fn method_not_allowed(allowed: &'static str) -> ApiError {
     .with_hint(format!("Allowed: {allowed}."))
 }
 
+/// The methods each kind of resource answers (405s carry them in `Allow`).
+fn allowed_methods(target: &Target) -> &'static str {
+    match target {
+        Target::Root => "GET, HEAD",
+        Target::Rpc(_) => "POST",
+        Target::Table(_) => "GET, HEAD, POST, PATCH, DELETE",
+    }
+}
+
+/// A 405 says which methods the resource does answer (RFC 9110 §15.5.6).
+fn with_allow(mut response: Response, target: &Target) -> Response {
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        response.headers_mut().insert("allow", HeaderValue::from_static(allowed_methods(target)));
+    }
+    response
+}
+
 async fn dispatch(state: &RestState, req: &RestRequest) -> Result<Response, ApiError> {
+    if req.method == Method::POST || req.method == Method::PATCH {
+        req.check_body_media()?;
+    }
     match &req.target {
         Target::Root => match req.method {
             Method::GET | Method::HEAD => openapi_response(state, req.method == Method::HEAD),

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use uuid::Uuid;
-use warp::http::{HeaderMap, Method};
+use warp::http::{HeaderMap, Method, StatusCode};
 
 use super::errors;
 use super::query::{Prefer, QueryParams, parse_prefer, parse_range};
@@ -99,7 +99,33 @@ impl RestRequest {
     }
 
     pub fn query_params(&self) -> Result<QueryParams, ApiError> {
-        super::query::parse_query(&self.query).map_err(errors::parse_error)
+        let params = super::query::parse_query(&self.query).map_err(errors::parse_error)?;
+        check_select_items(&params)?;
+        Ok(params)
+    }
+
+    /// The request body must be JSON (`application/json`, a `+json` type, or none given;
+    /// `application/x-www-form-urlencoded`, curl's default for `-d`, is read as JSON text too).
+    /// Anything else is 415 `PGRST107`, as PostgREST answers (e.g. a JSON text sent as
+    /// `text/plain`).
+    pub fn check_body_media(&self) -> Result<(), ApiError> {
+        let Some(raw) = self.header("content-type")? else { return Ok(()) };
+        let media = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let json = media.is_empty()
+            || media == "application/json"
+            || media.ends_with("+json")
+            || media.starts_with("application/vnd.pgrst.")
+            || media == "application/x-www-form-urlencoded";
+        if json {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "PGRST107",
+            format!("the Content-Type of the request is not supported: {media}"),
+            format!("le Content-Type de la requête n'est pas pris en charge : {media}"),
+        )
+        .with_hint("Send the body as application/json."))
     }
 
     pub fn prefer(&self) -> Result<Prefer, ApiError> {
@@ -148,12 +174,32 @@ pub fn negotiate(accept: Option<&str>) -> Result<Media, ApiError> {
     Err(errors::not_acceptable(accept))
 }
 
-/// The raw query string without the tenant selectors rowcast reads itself.
+/// At most this many items in one `select` (top level). PostgreSQL refuses more than 1,664
+/// result columns, and long before that a URL of a thousand aliases costs a connection for
+/// the whole statement timeout; no real client needs more.
+pub const MAX_SELECT_ITEMS: usize = 200;
+
+fn check_select_items(params: &QueryParams) -> Result<(), ApiError> {
+    let n = params.select.as_ref().map_or(0, Vec::len);
+    if n <= MAX_SELECT_ITEMS {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "PGRST100",
+        format!("too many select items: {n} (at most {MAX_SELECT_ITEMS})"),
+        format!("trop d'éléments dans select : {n} (au plus {MAX_SELECT_ITEMS})"),
+    )
+    .with_hint("Select fewer columns, or `*`."))
+}
+
+/// The raw query string without the tenant selector rowcast reads itself (`tenantId`, the
+/// only reserved key: a column named `tenant` stays filterable).
 pub fn without_tenant_params(raw: &str) -> String {
     raw.split('&')
         .filter(|pair| {
             let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            !matches!(key, "tenantId" | "tenant")
+            key != "tenantId"
         })
         .collect::<Vec<_>>()
         .join("&")
@@ -203,7 +249,7 @@ mod tests {
 
     #[test]
     fn tenant_selectors_are_not_filters() {
-        assert_eq!(without_tenant_params("tenantId=x&a=eq.1&tenant=y"), "a=eq.1");
+        assert_eq!(without_tenant_params("tenantId=x&a=eq.1&tenant=eq.y"), "a=eq.1&tenant=eq.y");
         assert_eq!(without_tenant_params("tenant_id=eq.1"), "tenant_id=eq.1");
     }
 

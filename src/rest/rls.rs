@@ -117,8 +117,7 @@ async fn impersonate(state: &RestState, caller: &Caller, body: &[u8]) -> Result<
     let mut conn = state.db.conn().await?;
     let tx = TenantTx::begin(&state.db, &mut conn, &caller.principal, caller.tenant).await?;
     require_platform_admin(&tx)?;
-    let stmt = tx.prepare_cached("SELECT r.user_id, r.tenant_id, r.role FROM app.begin_request($1, $2) AS r").await.map_err(errors::pg)?;
-    let row = tx.query_one(&stmt, &[&ask.user_id, &ask.tenant_id]).await.map_err(|e| {
+    let who = tx.reenter_as(ask.user_id, ask.tenant_id, &state.db).await.map_err(|e| {
         let why = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -127,7 +126,6 @@ async fn impersonate(state: &RestState, caller: &Caller, body: &[u8]) -> Result<
             format!("impossible d'agir en tant que cet utilisateur : {why}"),
         )
     })?;
-    let who = RequestContext { user_id: row.get(0), tenant_id: row.get(1), role: row.get(2) };
     let tables = visible(&tx, &catalog, ask.detailed).await?;
     let body =
         json!({"impersonatedBy": context_json(tx.context()), "caller": context_json(&who), "detailed": ask.detailed, "tables": tables});

@@ -375,13 +375,20 @@ fn rust_sources(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
 }
 
 #[test]
-fn production_code_neither_quotes_through_the_dev_module_nor_sleeps_a_thread() {
+fn production_code_quotes_enters_and_waits_only_through_the_right_places() {
     let mut files = Vec::new();
     rust_sources(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
     assert!(files.len() > 20, "found the sources");
     let through_dev: Vec<&String> = files.iter().filter(|(_, text)| text.contains("embedded::quote_ident")).map(|(p, _)| p).collect();
     assert!(through_dev.is_empty(), "quote_ident imported from the embedded-cluster module: {through_dev:?}");
     // A blocking sleep on an async worker (e.g. from a Drop) stalls every task on it.
+    // Only TenantTx calls app.begin_request (rls.rs's impersonation goes through it too).
+    let entering: Vec<&String> = files
+        .iter()
+        .filter(|(path, text)| text.contains("FROM app.begin_request") && !path.ends_with("tenant_tx.rs"))
+        .map(|(p, _)| p)
+        .collect();
+    assert!(entering.is_empty(), "app.begin_request called outside TenantTx: {entering:?}");
     let sleepers: Vec<&String> = files.iter().filter(|(_, text)| text.contains("thread::sleep")).map(|(p, _)| p).collect();
     assert!(sleepers.is_empty(), "std::thread::sleep in production code: {sleepers:?}");
 }
@@ -470,4 +477,85 @@ async fn a_saturated_pool_is_degraded_not_down() {
     assert_eq!((status, body["ready"].as_bool()), (200, Some(true)), "{body}");
     let (status, body) = get("/health").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")), "{body}");
+}
+
+// =========================================================================================
+// Item 8: bad input that used to get a 5xx.
+// =========================================================================================
+
+#[tokio::test]
+async fn oversized_selects_and_twice_named_upsert_keys_are_clear_400s() {
+    let (app, w, owner) = setup().await;
+    let api = Api::new(&app, w.user_a, Some(w.tenant_a));
+    let select = |n: usize| (0..n).map(|i| format!("a{i}:id")).collect::<Vec<_>>().join(",");
+    let huge = api.get(&format!("/rest/contacts?select={}", select(1700))).await.expect(400);
+    assert_eq!(huge.error_code(), "PGRST100", "{}", huge.text);
+    let capped = api.get(&format!("/rest/contacts?select={}", select(201))).await.expect(400);
+    assert!(capped.text.contains("200"), "the cap is named: {}", capped.text);
+    api.get(&format!("/rest/contacts?select={}", select(200))).await.expect(200);
+
+    let id = Uuid::new_v4();
+    let row = |phone: &str| json!({"id": id, "phone": phone});
+    let merge = [("prefer", "resolution=merge-duplicates")];
+    let twice = api.post("/rest/contacts?on_conflict=id", json!([row("+33100000031"), row("+33100000032")]), &merge).await.expect(400);
+    assert_eq!(twice.error_code(), "21000", "{}", twice.text);
+    assert_eq!(crate::helpers::rest::count(&owner, "contacts", "phone LIKE '+3310000003%'").await, 0, "nothing partial written");
+    let once = json!([row("+33100000031"), {"id": Uuid::new_v4(), "phone": "+33100000033"}]);
+    api.post("/rest/contacts?on_conflict=id", once, &merge).await.expect(201);
+}
+
+#[tokio::test]
+async fn a_405_names_the_allowed_methods_and_a_json_body_must_say_json() {
+    let (app, w, _owner) = setup().await;
+    let api = Api::new(&app, w.user_a, Some(w.tenant_a));
+    for (path, allow) in [("/rest/contacts", "GET, HEAD, POST, PATCH, DELETE"), ("/rest/rpc/invite_user", "POST"), ("/rest/", "GET, HEAD")]
+    {
+        let resp = api.send("PUT", path, &[], None).await.expect(405);
+        assert_eq!(resp.header("allow"), Some(allow), "{path}");
+    }
+    let post = |content_type: &'static str| {
+        let (app, token) = (&app, api.token.clone());
+        async move {
+            let resp = app
+                .http
+                .post(app.url("/rest/contacts"))
+                .bearer_auth(token)
+                .header("x-tenant-id", w.tenant_a.to_string())
+                .header("content-type", content_type)
+                .body(json!({"phone": "+33100000041"}).to_string())
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let (status, body) = post("text/plain").await;
+    assert_eq!(status, 415, "{body}");
+    assert!(body.contains("PGRST107"), "{body}");
+    let (status, body) = post("application/json; charset=utf-8").await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn a_column_named_tenant_is_filterable() {
+    let (app, w, owner) = setup().await;
+    owner
+        .batch_execute(
+            "CREATE TABLE public.rooms (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), tenant_id uuid NOT NULL DEFAULT app.current_tenant_id(), tenant text);
+             ALTER TABLE public.rooms ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+             CREATE POLICY tenant_isolation ON public.rooms USING (tenant_id = ANY ((SELECT app.tenant_scope())::uuid[]));
+             GRANT SELECT ON public.rooms TO rowcast_app;",
+        )
+        .await
+        .unwrap();
+    owner
+        .execute("INSERT INTO rooms (tenant_id, tenant) VALUES ($1, 'north'), ($1, 'south'), ($2, 'north')", &[&w.tenant_a, &w.tenant_b])
+        .await
+        .unwrap();
+    reloader_listening(&owner).await;
+    owner.batch_execute("NOTIFY rowcast_reload").await.unwrap();
+    let api = Api::new(&app, w.user_a, None);
+    let path = format!("/rest/rooms?select=tenant&tenant=eq.north&tenantId={}", w.tenant_a);
+    until_status(&api, &path, 200, &[404]).await;
+    assert_eq!(api.get(&path).await.expect(200).json(), json!([{"tenant": "north"}]), "`tenant` filters; `tenantId` picks the tenant");
 }
