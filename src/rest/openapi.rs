@@ -100,8 +100,63 @@ fn table_path(t: &Table) -> Value {
     Value::Object(ops)
 }
 
+/// JSON Schema of an rpc argument from its SQL type name (`format_type`: `uuid`, `text`,
+/// `integer`, `timestamp with time zone`, `text[]`, …).
+fn sql_type_schema(type_sql: &str) -> Value {
+    let (base, array) = match type_sql.strip_suffix("[]") {
+        Some(base) => (base, true),
+        None => (type_sql, false),
+    };
+    let item = match base {
+        "uuid" => json!({"type": "string", "format": "uuid"}),
+        "smallint" | "integer" => json!({"type": "integer", "format": "int32"}),
+        "bigint" => json!({"type": "integer", "format": "int64"}),
+        "real" | "double precision" | "money" => json!({"type": "number"}),
+        b if b.starts_with("numeric") => json!({"type": "number"}),
+        "boolean" => json!({"type": "boolean"}),
+        b if b.starts_with("timestamp") => json!({"type": "string", "format": "date-time"}),
+        "date" => json!({"type": "string", "format": "date"}),
+        "json" | "jsonb" => json!({}),
+        _ => json!({"type": "string"}),
+    };
+    let mut schema = if array { json!({"type": "array", "items": item}) } else { item };
+    if let Value::Object(map) = &mut schema {
+        map.insert("x-postgres-type".into(), json!(type_sql));
+    }
+    schema
+}
+
+/// Every operation may answer an error in PostgREST's shape.
+const ERROR_SCHEMA: &str = "PostgrestError";
+
+fn error_schema() -> Value {
+    let text = json!({"type": "string"});
+    let nullable = json!({"type": "string", "nullable": true});
+    json!({
+        "type": "object",
+        "description": "An error, as PostgREST answers it: a PGRST code, or the SQLSTATE when the database decided.",
+        "properties": {"code": text, "message": text, "details": nullable, "hint": nullable},
+        "required": ["code", "message", "details", "hint"],
+    })
+}
+
+/// Adds the error schema as the `default` response of every operation.
+fn with_error_responses(paths: &mut Map<String, Value>) {
+    let default = json!({
+        "description": "Error",
+        "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{ERROR_SCHEMA}")}}},
+    });
+    for ops in paths.values_mut().filter_map(Value::as_object_mut) {
+        for op in ops.values_mut() {
+            if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+                responses.insert("default".into(), default.clone());
+            }
+        }
+    }
+}
+
 fn rpc_path(f: &Function) -> Value {
-    let properties: Map<String, Value> = f.args.iter().map(|a| (a.name.clone(), json!({"x-postgres-type": a.type_sql}))).collect();
+    let properties: Map<String, Value> = f.args.iter().map(|a| (a.name.clone(), sql_type_schema(&a.type_sql))).collect();
     let required: Vec<&str> = f.args.iter().filter(|a| !a.has_default).map(|a| a.name.as_str()).collect();
     let response = match f.returns {
         Returns::Void => json!({"204": {"description": "No Content"}}),
@@ -149,6 +204,8 @@ pub fn document(catalog: &Catalog) -> Value {
     for f in functions {
         paths.entry(format!("/rpc/{}", f.name)).or_insert_with(|| rpc_path(f));
     }
+    with_error_responses(&mut paths);
+    schemas.insert(ERROR_SCHEMA.into(), error_schema());
     json!({
         "openapi": "3.0.3",
         "info": {"title": "rowcast REST API", "version": env!("CARGO_PKG_VERSION"), "description": "PostgREST dialect over row-level-secured tables. See docs/rest.md."},
@@ -178,5 +235,18 @@ mod tests {
         assert_eq!(props["tags"]["type"], "array");
         let ops = doc["paths"]["/things"].as_object().unwrap();
         assert!(["get", "post", "patch", "delete"].iter().all(|m| ops.contains_key(*m)));
+    }
+
+    #[test]
+    fn errors_are_the_default_response_and_rpc_arguments_have_json_types() {
+        let doc = document(&crate::rest::sql::tests::catalog());
+        let default = &doc["paths"]["/things"]["get"]["responses"]["default"];
+        assert_eq!(default["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/PostgrestError");
+        assert_eq!(doc["components"]["schemas"]["PostgrestError"]["required"], json!(["code", "message", "details", "hint"]));
+        assert_eq!(sql_type_schema("uuid")["format"], "uuid");
+        assert_eq!(sql_type_schema("integer")["type"], "integer");
+        assert_eq!(sql_type_schema("text[]")["items"]["type"], "string");
+        assert_eq!(sql_type_schema("timestamp with time zone")["format"], "date-time");
+        assert_eq!(sql_type_schema("boolean")["type"], "boolean");
     }
 }

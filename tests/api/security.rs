@@ -559,3 +559,15 @@ async fn a_column_named_tenant_is_filterable() {
     until_status(&api, &path, 200, &[404]).await;
     assert_eq!(api.get(&path).await.expect(200).json(), json!([{"tenant": "north"}]), "`tenant` filters; `tenantId` picks the tenant");
 }
+
+#[tokio::test]
+async fn the_openapi_document_declares_errors_and_typed_rpc_arguments() {
+    let (app, w, _owner) = setup().await;
+    let doc = Api::new(&app, w.admin_a, Some(w.tenant_a)).get("/rest/").await.expect(200).json();
+    let accept = &doc["paths"]["/rpc/invitation_accept"]["post"];
+    assert_eq!(accept["requestBody"]["content"]["application/json"]["schema"]["properties"]["p_id"]["format"], "uuid", "{accept}");
+    assert_eq!(accept["responses"]["default"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/PostgrestError");
+    let invite = &doc["paths"]["/rpc/invite_user"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"];
+    assert_eq!(invite["p_email"]["type"], "string");
+    assert!(doc["paths"]["/contacts"]["get"]["responses"]["default"].is_object());
+}
