@@ -76,7 +76,7 @@ pub fn routes(state: Arc<RestState>) -> BoxedFilter<(Response,)> {
             };
             let query = request::without_tenant_params(&query);
             let req = RestRequest { method, target, query, headers, body, caller };
-            with_allow(respond(dispatch(&state, &req).await), &req.target)
+            request::with_allow(respond(dispatch(&state, &req).await), &req.target)
         });
     rest.or(rls::routes(state)).unify().boxed()
 }
@@ -89,23 +89,6 @@ fn method_not_allowed(allowed: &'static str) -> ApiError {
         "méthode non autorisée sur cette ressource",
     )
     .with_hint(format!("Allowed: {allowed}."))
-}
-
-/// The methods each kind of resource answers (405s carry them in `Allow`).
-fn allowed_methods(target: &Target) -> &'static str {
-    match target {
-        Target::Root => "GET, HEAD",
-        Target::Rpc(_) => "POST",
-        Target::Table(_) => "GET, HEAD, POST, PATCH, DELETE",
-    }
-}
-
-/// A 405 says which methods the resource does answer (RFC 9110 §15.5.6).
-fn with_allow(mut response: Response, target: &Target) -> Response {
-    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
-        response.headers_mut().insert("allow", HeaderValue::from_static(allowed_methods(target)));
-    }
-    response
 }
 
 async fn dispatch(state: &RestState, req: &RestRequest) -> Result<Response, ApiError> {

@@ -4,7 +4,8 @@
 
 use bytes::Bytes;
 use uuid::Uuid;
-use warp::http::{HeaderMap, Method, StatusCode};
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use warp::reply::Response;
 
 use super::errors;
 use super::query::{Prefer, QueryParams, parse_prefer, parse_range};
@@ -172,6 +173,23 @@ pub fn negotiate(accept: Option<&str>) -> Result<Media, ApiError> {
         return Ok(media);
     }
     Err(errors::not_acceptable(accept))
+}
+
+/// The methods each kind of resource answers (405s carry them in `Allow`).
+pub fn allowed_methods(target: &Target) -> &'static str {
+    match target {
+        Target::Root => "GET, HEAD",
+        Target::Rpc(_) => "POST",
+        Target::Table(_) => "GET, HEAD, POST, PATCH, DELETE",
+    }
+}
+
+/// A 405 says which methods the resource does answer (RFC 9110 §15.5.6).
+pub fn with_allow(mut response: Response, target: &Target) -> Response {
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        response.headers_mut().insert("allow", HeaderValue::from_static(allowed_methods(target)));
+    }
+    response
 }
 
 /// At most this many items in one `select` (top level). PostgreSQL refuses more than 1,664
