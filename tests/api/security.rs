@@ -571,3 +571,22 @@ async fn the_openapi_document_declares_errors_and_typed_rpc_arguments() {
     assert_eq!(invite["p_email"]["type"], "string");
     assert!(doc["paths"]["/contacts"]["get"]["responses"]["default"].is_object());
 }
+
+#[tokio::test]
+async fn an_admin_withdraws_a_pending_invitation_and_a_tenant_user_cannot() {
+    let (app, w, owner) = setup().await;
+    let admin_a = Api::new(&app, w.admin_a, Some(w.tenant_a));
+    let invitation = invite(&admin_a, "user@b.test", "tenant_user").await.expect(200).json();
+    let id = invitation.as_str().unwrap();
+    let user_a = Api::new(&app, w.user_a, Some(w.tenant_a));
+    user_a.delete(&format!("/rest/invitations?id=eq.{id}"), &[("prefer", "return=representation")]).await;
+    let left: i64 = owner.query_one("SELECT count(*) FROM invitations", &[]).await.unwrap().get(0);
+    assert_eq!(left, 1, "a tenant user cannot withdraw it");
+    let gone = admin_a.delete(&format!("/rest/invitations?id=eq.{id}"), &[("prefer", "return=representation")]).await.expect(200).json();
+    assert_eq!(gone.as_array().map(Vec::len), Some(1));
+    let invitee = Api::new(&app, w.user_b, None);
+    assert_eq!(invitee.get("/rest/invitations").await.expect(200).json(), json!([]), "withdrawn: the invitee no longer sees it");
+    let late = invitee.post("/rest/rpc/invitation_accept", json!({"p_id": id}), &[]).await;
+    assert_eq!(late.status, 403, "{}", late.text);
+    assert_eq!(tenants_of(&owner, w.user_b).await, vec![w.tenant_b]);
+}
