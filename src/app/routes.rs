@@ -130,6 +130,12 @@ fn finish(stats: &Stats, meta: RequestMeta, mut response: Response) -> Response 
     if let Ok(id) = HeaderValue::from_str(&meta.id) {
         response.headers_mut().insert("x-request-id", id);
     }
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !response.headers().contains_key("allow")
+        && let Some(allow) = allowed_outside_rest(&meta.path)
+    {
+        response.headers_mut().insert("allow", HeaderValue::from_static(allow));
+    }
     let status = response.status().as_u16();
     let elapsed = meta.started.elapsed();
     let route = crate::ops::metrics::record_request(meta.method.as_str(), &meta.path, status, elapsed);
@@ -143,4 +149,24 @@ fn finish(stats: &Stats, meta: RequestMeta, mut response: Response) -> Response 
         "request"
     );
     response
+}
+
+/// The methods of the routes outside `/rest` (whose 405s name their own), for `Allow`.
+fn allowed_outside_rest(path: &str) -> Option<&'static str> {
+    match path.trim_end_matches('/') {
+        "/health"
+        | "/live"
+        | "/ready"
+        | "/metrics"
+        | "/api/locales"
+        | "/api/me"
+        | "/api/performance/stats"
+        | "/api/ws/stats"
+        | "/api/rls/test"
+        | "/api/rls/policies"
+        | "/ws"
+        | "/realtime/v1/websocket" => Some("GET"),
+        "/api/rls/impersonate" => Some("POST"),
+        _ => None,
+    }
 }

@@ -513,6 +513,10 @@ async fn a_405_names_the_allowed_methods_and_a_json_body_must_say_json() {
         let resp = api.send("PUT", path, &[], None).await.expect(405);
         assert_eq!(resp.header("allow"), Some(allow), "{path}");
     }
+    for (path, allow) in [("/health", "GET"), ("/api/me", "GET"), ("/api/rls/impersonate", "POST")] {
+        let resp = app.http.put(app.url(path)).send().await.unwrap();
+        assert_eq!((resp.status().as_u16(), resp.headers().get("allow").and_then(|v| v.to_str().ok())), (405, Some(allow)), "{path}");
+    }
     let post = |content_type: &'static str| {
         let (app, token) = (&app, api.token.clone());
         async move {
