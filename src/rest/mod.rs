@@ -17,6 +17,7 @@ pub mod openapi;
 #[cfg(test)]
 mod props;
 pub mod query;
+pub mod relationship;
 pub mod reply;
 pub mod request;
 pub mod rls;
