@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod dev;
 pub mod error;
+pub mod grammar;
 pub mod http;
 pub mod i18n;
 pub mod ops;

@@ -1,0 +1,57 @@
+//! Reads: one statement giving the total, the page's row count and the JSON body.
+
+use super::{Param, Params, order_sql, select_sql, where_sql};
+use crate::error::ApiError;
+use crate::grammar::filter::Filter;
+use crate::rest::catalog::Table;
+use crate::rest::query::{OrderTerm, SelectItem};
+
+/// How the JSON body is built from the rows of `pgrst_s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BodyShape {
+    pub strip_nulls: bool,
+}
+
+impl BodyShape {
+    /// `coalesce(json_agg(pgrst_s), '[]')`, optionally without null fields.
+    pub fn agg(self) -> &'static str {
+        match self.strip_nulls {
+            false => "coalesce(json_agg(pgrst_s), '[]')::text",
+            true => "json_strip_nulls(coalesce(json_agg(pgrst_s), '[]'))::text",
+        }
+    }
+}
+
+/// A read: one statement giving `(total or NULL, page row count, JSON array text)`.
+pub struct ReadSql<'a> {
+    pub table: &'a Table,
+    pub select: Option<&'a [SelectItem]>,
+    pub filters: &'a [Filter],
+    pub order: &'a [OrderTerm],
+    pub offset: i64,
+    pub limit: i64,
+    pub count: bool,
+    pub shape: BodyShape,
+}
+
+impl ReadSql<'_> {
+    pub fn build(&self) -> Result<(String, Params), ApiError> {
+        let t = self.table;
+        let mut params = Params::default();
+        let select = select_sql(t, &t.ident, self.select)?;
+        let filter = where_sql(t, self.filters, false, &mut params)?;
+        let order = order_sql(t, self.order)?;
+        let limit = params.push(Param::Int(self.limit));
+        let offset = params.push(Param::Int(self.offset));
+        let total = match self.count {
+            true => format!("(SELECT count(*) FROM {}{filter})", t.qualified),
+            false => "NULL::bigint".to_string(),
+        };
+        let sql = format!(
+            "SELECT {total}, count(*), {agg} FROM (SELECT {select} FROM {q}{filter}{order} LIMIT {limit} OFFSET {offset}) pgrst_s",
+            agg = self.shape.agg(),
+            q = t.qualified,
+        );
+        Ok((sql, params))
+    }
+}
