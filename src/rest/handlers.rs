@@ -5,13 +5,15 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::body;
+use super::catalog::Catalog;
 use super::catalog::{Column, Table};
 use super::errors;
 use super::exec::{Mode, Outcome, read_row, run};
+use super::plan::{self, ReadPlan};
 use super::query::{Prefer, QueryParams, Resolution, ReturnPref};
 use super::reply::{Reply, applied, range_header, read_status, single};
 use super::request::{Media, RestRequest, window};
-use super::sql::{BodyShape, Param, Params, ReadSql};
+use super::sql::{BodyShape, Param, Params, ReadSql, plan_read_sql};
 use super::write::{Conflict, InsertSql, Returning, delete_sql, payload_columns, update_sql};
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -42,17 +44,29 @@ pub async fn read(state: &AppState, req: &RestRequest, table: &Table, head: bool
         return Err(errors::table_forbidden(&table.name, "read"));
     }
     let (offset, limit) = window(&qp, req.range()?)?;
-    let read = ReadSql {
-        table,
-        select: qp.select.as_deref(),
-        filters: &qp.filters,
-        order: &qp.order,
-        offset,
-        limit,
-        count: prefer.count.is_some(),
-        shape: BodyShape { strip_nulls: media.strip_nulls },
+    let shape = BodyShape { strip_nulls: media.strip_nulls };
+    let (sql, params) = match plan::needed(&qp) {
+        // embeds and aggregates go through the read planner
+        true => {
+            let catalog = state.rest.catalog();
+            let table = catalog.table(&table.name).ok_or_else(|| errors::table_not_found(&table.name))?;
+            let plan = plan::plan(&catalog, table, &qp, &table.ident)?;
+            plan_read_sql(&plan, offset, limit, prefer.count.is_some(), shape)?
+        }
+        false => {
+            let read = ReadSql {
+                table,
+                select: qp.select.as_deref(),
+                filters: &qp.filters,
+                order: &qp.order,
+                offset,
+                limit,
+                count: prefer.count.is_some(),
+                shape,
+            };
+            read.build()?
+        }
     };
-    let (sql, params) = read.build()?;
     let row = read_row(state, &req.caller, &sql, &params).await?;
     let (total, rows, body): (Option<i64>, i64, String) = (row.get(0), row.get(1), row.get(2));
     let (status, content_range) = match read_status(offset, rows, total) {
@@ -70,13 +84,24 @@ pub async fn read(state: &AppState, req: &RestRequest, table: &Table, head: bool
     Ok(reply.into_response())
 }
 
-fn returning<'a>(prefer: &Prefer, qp: &'a QueryParams, media: Media) -> Returning<'a> {
+fn returning<'a>(prefer: &Prefer, qp: &'a QueryParams, media: Media, plan: Option<&'a ReadPlan<'a>>) -> Returning<'a> {
     match prefer.return_pref {
         Some(ReturnPref::Representation) => {
-            Returning::Rows { select: qp.select.as_deref(), shape: BodyShape { strip_nulls: media.strip_nulls } }
+            Returning::Rows { select: qp.select.as_deref(), shape: BodyShape { strip_nulls: media.strip_nulls }, plan }
         }
         _ => Returning::Minimal,
     }
+}
+
+/// The plan shaping `return=representation` when `select=` embeds or aggregates.
+fn returning_plan<'c>(catalog: &'c Catalog, table: &Table, qp: &QueryParams, prefer: &Prefer) -> Result<Option<ReadPlan<'c>>, ApiError> {
+    if prefer.return_pref != Some(ReturnPref::Representation) || !plan::needed(qp) {
+        return Ok(None);
+    }
+    let table = catalog.table(&table.name).ok_or_else(|| errors::table_not_found(&table.name))?;
+    // filters and windows belong to the write; the rows shown are the ones written
+    let shown = QueryParams { select: qp.select.clone(), embedded: qp.embedded.clone(), ..QueryParams::default() };
+    plan::plan(catalog, table, &shown, "pgrst_source").map(Some)
 }
 
 /// Refuses the result — the transaction then rolls back — when a single object was asked
@@ -155,7 +180,9 @@ pub async fn create(state: &AppState, req: &RestRequest, table: &Table) -> Resul
     let rows = body::insert_rows(&req.body, qp.columns.is_some())?;
     let columns = payload_columns(table, &rows.keys, qp.columns.as_deref())?;
     check_writable(table, &columns, true)?;
-    let ret = returning(&prefer, &qp, media);
+    let catalog = state.rest.catalog();
+    let plan = returning_plan(&catalog, table, &qp, &prefer)?;
+    let ret = returning(&prefer, &qp, media, plan.as_ref());
     if rows.count == 0 {
         return nothing_written(&prefer, media, ret, true);
     }
@@ -170,9 +197,9 @@ pub async fn create(state: &AppState, req: &RestRequest, table: &Table) -> Resul
         conflict: conflict(table, &qp, &prefer)?,
         returning: ret,
     };
-    let sql = insert.build()?;
     let mut params = Params::default();
     params.push(Param::Text(rows.json));
+    let sql = insert.build(&mut params)?;
     let mode = if matches!(ret, Returning::Minimal) { Mode::Count } else { Mode::Row };
     let outcome = run(state, &req.caller, &sql, &params, mode, write_check(media, None)).await?;
     write_reply(&outcome, ret, &prefer, media, true)
@@ -215,7 +242,9 @@ pub async fn update(state: &AppState, req: &RestRequest, table: &Table) -> Resul
     let (text, keys) = body::update_object(&req.body)?;
     let columns = payload_columns(table, &keys, qp.columns.as_deref())?;
     check_writable(table, &columns, false)?;
-    let ret = returning(&prefer, &qp, media);
+    let catalog = state.rest.catalog();
+    let plan = returning_plan(&catalog, table, &qp, &prefer)?;
+    let ret = returning(&prefer, &qp, media, plan.as_ref());
     if columns.is_empty() {
         return nothing_written(&prefer, media, ret, false);
     }
@@ -238,7 +267,9 @@ pub async fn delete(state: &AppState, req: &RestRequest, table: &Table) -> Resul
     if !allowed {
         return Err(errors::table_forbidden(&table.name, "delete from"));
     }
-    let ret = returning(&prefer, &qp, media);
+    let catalog = state.rest.catalog();
+    let plan = returning_plan(&catalog, table, &qp, &prefer)?;
+    let ret = returning(&prefer, &qp, media, plan.as_ref());
     let (sql, params) = delete_sql(table, &qp.filters, ret)?;
     let mode = if matches!(ret, Returning::Minimal) { Mode::Count } else { Mode::Row };
     let outcome = run(state, &req.caller, &sql, &params, mode, write_check(media, prefer.max_affected)).await?;

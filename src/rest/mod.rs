@@ -14,6 +14,7 @@ pub mod exec;
 pub mod handlers;
 pub mod ident;
 pub mod openapi;
+pub mod plan;
 #[cfg(test)]
 mod props;
 pub mod query;

@@ -10,6 +10,7 @@
 //! full-text search and the array/range operators. Parsing never panics, recurses at most
 //! [`MAX_LOGIC_DEPTH`] levels deep and takes time linear in the input.
 
+mod embed;
 mod order;
 mod prefer;
 mod range;
@@ -22,7 +23,7 @@ pub use crate::grammar::lex::{Column, ErrorKind, ParseError};
 pub use order::{Direction, NullsOrder, OrderTerm};
 pub use prefer::{CountPref, Handling, MissingPref, Prefer, Resolution, ReturnPref, parse_prefer};
 pub use range::{effective_range, parse_range};
-pub use select::SelectItem;
+pub use select::{Aggregate, AggregateFn, Embed, JoinType, MAX_EMBED_DEPTH, SelectItem};
 
 use crate::grammar::filter::{RESERVED_PARAMS, filter_param, param_context};
 use crate::grammar::lex::{
@@ -40,6 +41,8 @@ pub struct QueryParams {
     pub on_conflict: Option<Vec<Column>>,
     pub columns: Option<Vec<Column>>,
     pub filters: Vec<Filter>,
+    /// Parameters of embedded resources by path (`a.b.col=…` → `[a, b]`).
+    pub embedded: std::collections::BTreeMap<Vec<String>, QueryParams>,
 }
 
 impl QueryParams {
@@ -91,6 +94,9 @@ pub fn parse_query(raw_query: &str) -> Result<QueryParams, ParseError> {
 }
 
 fn apply_param(qp: &mut QueryParams, seen: &mut Vec<String>, key: &str, value: &str) -> Result<()> {
+    if let Some((path, rest)) = embed::split_key(key)? {
+        return embed::apply(qp, seen, key, path, rest, value);
+    }
     if RESERVED_PARAMS.contains(&key) {
         return apply_reserved(qp, seen, key, value);
     }

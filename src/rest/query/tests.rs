@@ -87,19 +87,27 @@ fn select_errors() {
 }
 
 #[test]
-fn select_embedding_is_unsupported() {
-    unsupported_err("select=id,rel(a,b)", "embedding");
-    unsupported_err("select=id,rel(a,b)", "not supported");
-    unsupported_err("select=alias:rel(*)", "embedding");
-    unsupported_err("select=rel!inner(*)", "embedding");
-    unsupported_err("select=...rel(*)", "spread");
-    unsupported_err("select=count()", "embedding");
+fn select_embeds_and_aggregates_parse_json_paths_do_not() {
+    assert!(matches!(&q("select=id,rel(a,b)").select.unwrap()[1], SelectItem::Embed(e) if e.name == "rel" && e.select.len() == 2));
+    assert!(matches!(&q("select=...rel(*)").select.unwrap()[0], SelectItem::Embed(e) if e.spread));
+    assert!(matches!(&q("select=count()").select.unwrap()[0], SelectItem::Aggregate(_)));
     unsupported_err("select=data->a", "JSON");
     unsupported_err("select=data->>a::int", "JSON");
-    let e = err("select=id,rel(a)");
-    assert_eq!(e.details.as_deref(), Some("rel(a)"));
     // a quoted '(' is just part of a name
     assert_eq!(q("select=%22f(x)%22").select, Some(vec![field("f(x)", None, None)]));
+}
+
+#[test]
+fn embedded_parameters_are_kept_by_path() {
+    let p = q("a.b.name=eq.x&a.order=n.desc&a.limit=2&a.offset=1&a.or=(n.eq.1,n.eq.2)&a.b.not.and=(n.eq.1)&n=eq.3");
+    assert_eq!(p.filters, vec![cmp("n", CmpOp::Eq, "3")]);
+    let a = &p.embedded[&vec!["a".to_string()]];
+    assert_eq!((a.limit, a.offset, a.order.len(), a.filters.len()), (Some(2), Some(1), 1, 1));
+    let ab = &p.embedded[&vec!["a".to_string(), "b".to_string()]];
+    assert_eq!(ab.filters.len(), 2);
+    syntax_err("a.select=x", "not allowed on an embedded resource");
+    syntax_err("a.limit=1&a.limit=2", "more than once");
+    syntax_err("a.=eq.1", "column name");
 }
 
 // ----- order -----
@@ -287,10 +295,7 @@ fn filter_keys() {
     assert_eq!(only_filter("%22my+col%22=eq.1"), cmp("my col", CmpOp::Eq, "1"));
     assert_eq!(only_filter("%22a.b%22=eq.1"), cmp("a.b", CmpOp::Eq, "1"));
     assert_eq!(only_filter("not=eq.1"), cmp("not", CmpOp::Eq, "1"));
-    unsupported_err("rel.col=eq.1", "embedding is not supported");
-    unsupported_err("rel.order=id", "embedding");
-    unsupported_err("rel.limit=1", "embedding");
-    unsupported_err("rel.or=(a.eq.1)", "embedding");
+    assert_eq!(q("rel.col=eq.1").embedded[&vec!["rel".to_string()]].filters, vec![cmp("col", CmpOp::Eq, "1")]);
     unsupported_err("data->a=eq.1", "JSON");
     unsupported_err("data->>a=eq.1", "JSON");
     syntax_err("=eq.1", "empty parameter name");

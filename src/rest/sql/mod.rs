@@ -8,6 +8,7 @@
 
 mod filter;
 mod order;
+mod plan;
 mod read;
 mod select;
 #[cfg(test)]
@@ -15,8 +16,8 @@ pub(crate) mod tests;
 
 pub use filter::{filter_sql, mentions, where_sql};
 pub use order::order_sql;
-pub use read::{BodyShape, ReadSql};
-pub use select::select_sql;
+pub use read::{BodyShape, ReadSql, plan_read_sql, plan_returning_sql};
+pub use select::{cast_type, select_sql};
 
 use tokio_postgres::types::ToSql;
 

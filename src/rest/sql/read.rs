@@ -1,9 +1,11 @@
 //! Reads: one statement giving the total, the page's row count and the JSON body.
 
+use super::plan::{Mode, Source, node_sql};
 use super::{Param, Params, order_sql, select_sql, where_sql};
 use crate::error::ApiError;
 use crate::grammar::filter::Filter;
 use crate::rest::catalog::Table;
+use crate::rest::plan::ReadPlan;
 use crate::rest::query::{OrderTerm, SelectItem};
 
 /// How the JSON body is built from the rows of `pgrst_s`.
@@ -54,4 +56,26 @@ impl ReadSql<'_> {
         );
         Ok((sql, params))
     }
+}
+
+/// A read through the planner (embeds, aggregates): one statement giving
+/// `(total or NULL, page row count, JSON array text)`, as [`ReadSql`].
+pub fn plan_read_sql(plan: &ReadPlan<'_>, offset: i64, limit: i64, count: bool, shape: BodyShape) -> Result<(String, Params), ApiError> {
+    let mut params = Params::default();
+    let rows = node_sql(plan, None, Source::Table, Mode::Rows, &mut params)?;
+    let limit = params.push(Param::Int(limit));
+    let offset = params.push(Param::Int(offset));
+    let total = match count {
+        true => format!("(SELECT count(*) FROM ({}) pgrst_c)", node_sql(plan, None, Source::Table, Mode::Count, &mut params)?),
+        false => "NULL::bigint".to_string(),
+    };
+    let sql = format!("SELECT {total}, count(*), {} FROM ({rows} LIMIT {limit} OFFSET {offset}) pgrst_s", shape.agg());
+    Ok((sql, params))
+}
+
+/// The rows a write returned (`WITH pgrst_source AS (… RETURNING …)`), shaped by the plan
+/// (rooted at `pgrst_source`): `(row count, JSON array text)`. Embeds read their own tables.
+pub fn plan_returning_sql(plan: &ReadPlan<'_>, with: &str, params: &mut Params, shape: BodyShape) -> Result<String, ApiError> {
+    let rows = node_sql(plan, None, Source::Returned("pgrst_source"), Mode::Rows, params)?;
+    Ok(format!("{with} SELECT count(*), {} FROM ({rows}) pgrst_s", shape.agg()))
 }

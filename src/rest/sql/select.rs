@@ -34,6 +34,16 @@ const CASTS: &[&str] = &[
     "jsonb",
 ];
 
+/// A whitelisted cast type (lowercased), or 400.
+pub fn cast_type(cast: &str) -> Result<String, ApiError> {
+    let cast = cast.to_ascii_lowercase();
+    match CASTS.contains(&cast.as_str()) {
+        true => Ok(cast),
+        false => Err(errors::bad(format!("cast to '{cast}' is not allowed"), format!("conversion en '{cast}' non autorisée"))
+            .with_hint(format!("Allowed casts: {}.", CASTS.join(", ")))),
+    }
+}
+
 /// The select list over `qual`: `*` is every column the role may read.
 pub fn select_sql(table: &Table, qual: &str, items: Option<&[SelectItem]>) -> Result<String, ApiError> {
     let star = [SelectItem::Star];
@@ -45,18 +55,17 @@ pub fn select_sql(table: &Table, qual: &str, items: Option<&[SelectItem]>) -> Re
                 let col = readable(table, column.as_str())?;
                 let mut s = format!("{qual}.{}", col.ident);
                 if let Some(cast) = cast {
-                    let cast = cast.to_ascii_lowercase();
-                    if !CASTS.contains(&cast.as_str()) {
-                        return Err(errors::bad(
-                            format!("cast to '{cast}' is not allowed"),
-                            format!("conversion en '{cast}' non autorisée"),
-                        )
-                        .with_hint(format!("Allowed casts: {}.", CASTS.join(", "))));
-                    }
-                    let _ = write!(s, "::{cast}");
+                    let _ = write!(s, "::{}", cast_type(cast)?);
                 }
                 let _ = write!(s, " AS {}", crate::rest::ident::quote_ident(alias.as_deref().unwrap_or(&col.name)));
                 out.push(s);
+            }
+            // the read planner renders these (see `plan`); a flat list never holds them
+            SelectItem::Aggregate(_) | SelectItem::Embed(_) => {
+                return Err(errors::bad(
+                    "embedded resources and aggregates are not supported here",
+                    "ressources incluses et agrégats non pris en charge ici",
+                ));
             }
         }
     }
