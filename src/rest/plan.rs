@@ -260,6 +260,7 @@ pub fn plan<'c>(catalog: &'c Catalog, table: &'c Table, qp: &QueryParams, root_q
     let mut builder = Builder { catalog, next_alias: 0 };
     let mut root = builder.node(table, root_qual.to_string(), select)?;
     root.filters = qp.filters.clone();
+    root.order = qp.order.clone();
     for (path, sub) in &qp.embedded {
         let node = root.node_mut(path).filter(|_| !path.is_empty()).ok_or_else(|| not_embedded(path))?;
         node.filters = sub.filters.clone();
@@ -355,6 +356,8 @@ pub(crate) mod tests {
             .unwrap();
         let n = &p.embeds[0].node;
         assert_eq!((n.filters.len(), n.order.len(), n.limit), (1, 1, Some(2)));
+        let p = planned(&c, "groups", "select=name,contacts(*)&order=name.desc").unwrap();
+        assert_eq!((p.order.len(), p.embeds[0].node.order.len()), (1, 0), "the root keeps its own order");
         let e = planned(&c, "groups", "select=name,contacts(*)&people.limit=2").unwrap_err();
         assert_eq!((e.status.as_u16(), e.code.as_str()), (400, "PGRST108"));
     }

@@ -15,6 +15,7 @@ mod realtime_faults;
 mod rest;
 mod rest_bad_input;
 mod rest_conformance;
+mod rest_embed;
 mod rest_isolation;
 mod rest_rpc;
 mod rest_write;
