@@ -47,7 +47,7 @@ fn cases(contact_id: uuid::Uuid) -> Vec<Case> {
         case("unknown operator", "GET", "/rest/contacts?phone=approx.1", None, 400),
         case("unsupported operator", "GET", "/rest/contacts?attributes=cs.{}", None, 400),
         case("missing operator", "GET", "/rest/contacts?phone=1", None, 400),
-        case("embedding", "GET", "/rest/contacts?select=*,groups(*)", None, 400),
+        case("unknown embedded resource", "GET", "/rest/contacts?select=*,nope(*)", None, 400),
         case("disallowed cast", "GET", "/rest/contacts?select=id::regclass", None, 400),
         case("wrong type in a filter", "GET", "/rest/contacts?id=eq.42", None, 400),
         case("wrong type in an in list", "GET", "/rest/contacts?id=in.(1,2)", None, 400),
