@@ -99,13 +99,13 @@ fn rejection_to_error(rejection: &Rejection) -> ApiError {
     if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         return ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "RC405",
+            "PGRST117",
             "method not allowed on this route",
             "méthode non autorisée sur cette route",
         );
     }
     if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "RC413", "request body too large", "corps de requête trop volumineux");
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PGRST102", "request body too large", "corps de requête trop volumineux");
     }
     if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
         return ApiError::bad_request(format!("invalid header: {e}"), format!("en-tête invalide : {e}"));
@@ -116,13 +116,13 @@ fn rejection_to_error(rejection: &Rejection) -> ApiError {
     if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
         return ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "RC415",
+            "PGRST107",
             "unsupported content type",
             "type de contenu non pris en charge",
         );
     }
     if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
-        return ApiError::bad_request(format!("malformed JSON body: {e}"), format!("corps JSON mal formé : {e}"));
+        return ApiError::bad_body(format!("malformed JSON body: {e}"), format!("corps JSON mal formé : {e}"));
     }
     if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
         return ApiError::bad_request(format!("invalid query string: {e}"), format!("paramètres invalides : {e}"));

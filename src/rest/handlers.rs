@@ -222,10 +222,7 @@ fn nothing_written(prefer: &Prefer, media: Media, ret: Returning<'_>, created: b
 
 fn require_filter(qp: &QueryParams, method: &str) -> Result<(), ApiError> {
     match qp.filters.is_empty() {
-        true => {
-            Err(ApiError::new(StatusCode::BAD_REQUEST, "RC106", format!("{method} requires a filter"), format!("{method} exige un filtre"))
-                .with_hint("Add a filter such as ?id=eq.<uuid>; a request without one would change every row."))
-        }
+        true => Err(errors::requires_where(method)),
         false => Ok(()),
     }
 }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use uuid::Uuid;
 use warp::filters::BoxedFilter;
-use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use warp::http::{HeaderMap, HeaderValue, Method};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
@@ -64,7 +64,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         }))
         .then(|tail: warp::path::Tail, method: Method, query: String, headers: HeaderMap, caller: Caller, body, state: Arc<AppState>| async move {
             let Some(target) = Target::parse(tail.as_str()) else {
-                return respond(Err(ApiError::not_found("no such route", "route inconnue")));
+                return respond(Err(ApiError::not_found("Invalid path specified in request URL", "chemin invalide dans l'URL")));
             };
             let needs_body = method == Method::POST || method == Method::PATCH;
             let body = match needs_body {
@@ -84,25 +84,15 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     rest.or(rls::routes(state)).unify().boxed()
 }
 
-fn method_not_allowed(allowed: &'static str) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "RC405",
-        "method not allowed on this resource",
-        "méthode non autorisée sur cette ressource",
-    )
-    .with_hint(format!("Allowed: {allowed}."))
-}
-
 async fn dispatch(state: &AppState, req: &RestRequest) -> Result<Response, ApiError> {
     match &req.target {
         Target::Root => match req.method {
             Method::GET | Method::HEAD => openapi_response(state, req.method == Method::HEAD),
-            _ => Err(method_not_allowed("GET, HEAD")),
+            _ => Err(errors::unsupported_method(req.method.as_str(), "GET, HEAD")),
         },
         Target::Rpc(name) => match req.method {
             Method::POST => rpc::call(state, req, name).await,
-            _ => Err(method_not_allowed("POST")),
+            _ => Err(errors::invalid_rpc_method(req.method.as_str())),
         },
         Target::Table(name) => {
             let catalog = state.rest.catalog();
@@ -113,7 +103,7 @@ async fn dispatch(state: &AppState, req: &RestRequest) -> Result<Response, ApiEr
                 Method::POST => handlers::create(state, req, table).await,
                 Method::PATCH => handlers::update(state, req, table).await,
                 Method::DELETE => handlers::delete(state, req, table).await,
-                _ => Err(method_not_allowed("GET, HEAD, POST, PATCH, DELETE")),
+                _ => Err(errors::unsupported_method(req.method.as_str(), "GET, HEAD, POST, PATCH, DELETE")),
             }
         }
     }

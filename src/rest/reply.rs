@@ -65,8 +65,8 @@ pub fn read_status(offset: i64, rows: i64, total: Option<i64>) -> Result<(Status
         Some(t) if offset > t => {
             let err = ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
-                "RC103",
-                "requested range not satisfiable",
+                "PGRST103",
+                "Requested range not satisfiable",
                 "plage demandée impossible à satisfaire",
             )
             .with_details(format!("An offset of {offset} was requested, but there are only {t} rows."));

@@ -120,9 +120,10 @@ async fn impersonate(state: &AppState, caller: &Caller, body: &[u8]) -> Result<R
     let stmt = tx.prepare_cached("SELECT r.user_id, r.tenant_id, r.role FROM app.begin_request($1, $2) AS r").await.map_err(errors::pg)?;
     let row = tx.query_one(&stmt, &[&ask.user_id, &ask.tenant_id]).await.map_err(|e| {
         let why = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
+        let code = e.as_db_error().map_or("PGRST000", |d| d.code().code());
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "RC422",
+            code,
             format!("cannot act as this user: {why}"),
             format!("impossible d'agir en tant que cet utilisateur : {why}"),
         )

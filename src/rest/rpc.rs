@@ -43,7 +43,7 @@ fn pick<'f>(overloads: &'f [Function], keys: &[&str]) -> Result<(&'f Function, V
         ),
     };
     let signature: Vec<String> = f.args.iter().map(|a| format!("{} {}", a.name, a.type_sql)).collect();
-    Err(errors::bad(en, fr).with_hint(format!("rpc.{}({})", f.name, signature.join(", "))))
+    Err(errors::function_args_not_found(&f.name, keys, en, fr).with_hint(format!("rpc.{}({})", f.name, signature.join(", "))))
 }
 
 /// The statement calling `f` with `args` (from `$1` when there are any).
@@ -139,12 +139,12 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_missing_arguments_are_400_naming_them() {
+    fn unknown_and_missing_arguments_are_404_pgrst202_naming_them() {
         let c = catalog();
         let e = pick(c.functions("start").unwrap(), &["p_id", "bogus"]).unwrap_err();
-        assert!(e.message.contains("'bogus'"), "{}", e.message);
+        assert!(e.details.unwrap().contains("'bogus'"));
         let e = pick(c.functions("start").unwrap(), &["p_note"]).unwrap_err();
-        assert!(e.message.contains("requires the argument 'p_id'"), "{}", e.message);
-        assert_eq!(e.status.as_u16(), 400);
+        assert!(e.details.as_deref().unwrap().contains("requires the argument 'p_id'"), "{:?}", e.details);
+        assert_eq!((e.status.as_u16(), e.code.as_str()), (404, "PGRST202"));
     }
 }

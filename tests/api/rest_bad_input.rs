@@ -69,8 +69,8 @@ fn cases(contact_id: uuid::Uuid) -> Vec<Case> {
         with_header(case("strict unknown preference", "GET", "/rest/contacts", None, 400), "prefer", "handling=strict, tx=rollback"),
         case("filters on POST", "POST", "/rest/contacts?phone=eq.1", Some("{}"), 400),
         case("limit on PATCH", "PATCH", &format!("/rest/contacts?id=eq.{contact_id}&limit=1"), Some("{}"), 400),
-        case("unknown rpc argument", "POST", "/rest/rpc/campaign_start", Some(r#"{"nope":1}"#), 400),
-        case("missing rpc argument", "POST", "/rest/rpc/campaign_start", Some("{}"), 400),
+        case("unknown rpc argument", "POST", "/rest/rpc/campaign_start", Some(r#"{"nope":1}"#), 404),
+        case("missing rpc argument", "POST", "/rest/rpc/campaign_start", Some("{}"), 404),
         case("rpc arguments not an object", "POST", "/rest/rpc/campaign_start", Some("[1]"), 400),
         case("rpc argument of the wrong type", "POST", "/rest/rpc/campaign_start", Some(r#"{"p_campaign_id":"x"}"#), 400),
         case("PUT", "PUT", "/rest/contacts", Some("{}"), 405),
@@ -123,7 +123,7 @@ async fn a_body_over_the_limit_is_413_and_writes_nothing() {
     let api = Api::new(&app, w.user_a, Some(w.tenant_a));
     let big = json!({"phone": "+15550000001", "first_name": "x".repeat(2 * 1024 * 1024)}).to_string();
     let r = api.send("POST", "/rest/contacts", &[], Some(big)).await.expect(413);
-    assert_eq!(r.error_code(), "RC413");
+    assert_eq!(r.error_code(), "PGRST102");
     let streamed = chunked_post(&app, &api.token, w.tenant_a, 64, 32 * 1024).await;
     assert!(streamed.starts_with("HTTP/1.1 413"), "a chunked body without Content-Length is capped too: {streamed}");
     assert_eq!(count(&owner, "contacts", "true").await, 0);

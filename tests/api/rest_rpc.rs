@@ -40,7 +40,7 @@ async fn rpc_calls_domain_actions_and_returns_their_row_as_an_object() {
     let messages = api.get(&format!("/rest/messages_history?select=body&campaign_id=eq.{id}&order=phone")).await.expect(200).json();
     assert_eq!(messages, json!([{"body": "Hi Ann"}, {"body": "Hi Bob"}]));
     let again = api.post("/rest/rpc/campaign_start", json!({"p_campaign_id": id}), &[]).await.expect(409);
-    assert_eq!(again.error_code(), "P0001");
+    assert_eq!(again.error_code(), "PT409");
     assert!(again.json()["message"].as_str().unwrap().contains("running -> running"));
     let cancelled = api.post("/rest/rpc/campaign_cancel", json!({"p_campaign_id": id}), &[]).await.expect(200).json();
     assert_eq!(cancelled["status"], "cancelled");
@@ -73,8 +73,9 @@ async fn a_failing_rpc_rolls_back_everything_it_did() {
 async fn rpc_arguments_are_checked_against_the_catalog() {
     let (app, w, _owner) = setup().await;
     let api = Api::new(&app, w.user_a, Some(w.tenant_a));
-    let r = api.post("/rest/rpc/campaign_start", json!({}), &[]).await.expect(400);
-    assert!(r.json()["message"].as_str().unwrap().contains("p_campaign_id"));
+    let r = api.post("/rest/rpc/campaign_start", json!({}), &[]).await.expect(404);
+    assert_eq!(r.error_code(), "PGRST202");
+    assert!(r.json()["details"].as_str().unwrap().contains("p_campaign_id"));
     assert!(r.json()["hint"].as_str().unwrap().contains("rpc.campaign_start(p_campaign_id uuid)"));
     api.post("/rest/rpc/campaign_start", json!({"p_campaign_id": "nope"}), &[]).await.expect(400);
     api.post("/rest/rpc/nope", json!({}), &[]).await.expect(404);
