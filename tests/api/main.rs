@@ -16,6 +16,7 @@ mod rest;
 mod rest_bad_input;
 mod rest_conformance;
 mod rest_isolation;
+mod rest_operators;
 mod rest_rpc;
 mod rest_write;
 mod schema;
