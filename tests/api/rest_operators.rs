@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio_postgres::Client as PgClient;
 use uuid::Uuid;
 
-use crate::rest::{Api, field, setup};
+use crate::helpers::rest::{Api, field, setup};
 
 async fn person(owner: &PgClient, tenant: Uuid, phone: &str, first: &str, last: Option<&str>, attributes: Value) -> Uuid {
     owner
