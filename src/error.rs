@@ -3,6 +3,8 @@
 //! This is the one place that maps SQLSTATEs and named constraints to HTTP statuses. A 5xx
 //! is logged in full here and answered without internals.
 
+pub mod constraints;
+
 use crate::i18n::Lang;
 use serde::Serialize;
 use warp::http::StatusCode;
@@ -220,7 +222,7 @@ fn from_db_error(db: &tokio_postgres::error::DbError) -> ApiError {
         tracing::error!(sqlstate = code, message = db.message(), "database error");
         return ApiError::new(status, code, "internal database error", "erreur interne de la base de données");
     }
-    if let Some(c) = db.constraint().and_then(crate::db::constraints::lookup) {
+    if let Some(c) = db.constraint().and_then(constraints::lookup) {
         return ApiError::new(status, code, c.en, c.fr).with_details(format!("constraint {}", c.name));
     }
     let mut err = ApiError::new(status, code, db.message(), format!("{} : {}", fr_prefix(status), db.message()));

@@ -7,12 +7,12 @@ use super::lex::{
     Column, Cursor, ParseError, Result, decode_component, expect_end, list_separator, parse_column, parse_quoted, shorten, syntax,
     unexpected, unsupported,
 };
+use super::path::{JsonStep, at_path, parse_json_path};
 
 /// Deepest nesting of `or`/`and` groups accepted (the outermost group counts as 1).
 pub const MAX_LOGIC_DEPTH: usize = 32;
-/// Operators PostgREST knows that rowcast does not support.
-const UNSUPPORTED_OPERATORS: &str = "cs cd ov sl sr nxr nxl adj match imatch fts plfts phfts wfts isdistinct";
-const OPERATORS: &str = "eq, neq, gt, gte, lt, lte, like, ilike, in, is";
+const OPERATORS: &str =
+    "eq, neq, gt, gte, lt, lte, like, ilike, match, imatch, in, is, isdistinct, cs, cd, ov, sl, sr, nxr, nxl, adj, fts, plfts, phfts, wfts";
 
 /// Operators taking one string operand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,28 @@ pub enum CmpOp {
     Lte,
     Like,
     ILike,
+    /// `match`: POSIX regular expression (`~`).
+    Match,
+    /// `imatch`: case-insensitive POSIX regular expression (`~*`).
+    IMatch,
+    /// `isdistinct`: `IS DISTINCT FROM`.
+    IsDistinct,
+    /// `cs`: contains (`@>`).
+    Cs,
+    /// `cd`: contained in (`<@`).
+    Cd,
+    /// `ov`: overlaps (`&&`).
+    Ov,
+    /// `sl`: strictly left of (`<<`).
+    Sl,
+    /// `sr`: strictly right of (`>>`).
+    Sr,
+    /// `nxr`: does not extend to the right of (`&<`).
+    Nxr,
+    /// `nxl`: does not extend to the left of (`&>`).
+    Nxl,
+    /// `adj`: adjacent to (`-|-`).
+    Adj,
 }
 
 impl CmpOp {
@@ -39,6 +61,76 @@ impl CmpOp {
             CmpOp::Lte => "<=",
             CmpOp::Like => "LIKE",
             CmpOp::ILike => "ILIKE",
+            CmpOp::Match => "~",
+            CmpOp::IMatch => "~*",
+            CmpOp::IsDistinct => "IS DISTINCT FROM",
+            CmpOp::Cs => "@>",
+            CmpOp::Cd => "<@",
+            CmpOp::Ov => "&&",
+            CmpOp::Sl => "<<",
+            CmpOp::Sr => ">>",
+            CmpOp::Nxr => "&<",
+            CmpOp::Nxl => "&>",
+            CmpOp::Adj => "-|-",
+        }
+    }
+
+    /// Operators that compare the text form of the value (`like`, `ilike`, `match`, `imatch`).
+    pub fn is_textual(self) -> bool {
+        matches!(self, CmpOp::Like | CmpOp::ILike | CmpOp::Match | CmpOp::IMatch)
+    }
+
+    /// Operators realtime subscription filters evaluate (the original eight).
+    pub fn is_basic(self) -> bool {
+        matches!(self, CmpOp::Eq | CmpOp::Neq | CmpOp::Gt | CmpOp::Gte | CmpOp::Lt | CmpOp::Lte | CmpOp::Like | CmpOp::ILike)
+    }
+
+    /// Operators that take the `(any)`/`(all)` modifiers, as in PostgREST.
+    fn quantifiable(self) -> bool {
+        matches!(
+            self,
+            CmpOp::Eq | CmpOp::Gt | CmpOp::Gte | CmpOp::Lt | CmpOp::Lte | CmpOp::Like | CmpOp::ILike | CmpOp::Match | CmpOp::IMatch
+        )
+    }
+}
+
+/// `(any)` / `(all)` after an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantifier {
+    Any,
+    All,
+}
+
+impl Quantifier {
+    pub fn sql(self) -> &'static str {
+        match self {
+            Quantifier::Any => "ANY",
+            Quantifier::All => "ALL",
+        }
+    }
+}
+
+/// The full-text search operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FtsOp {
+    /// `fts`: `to_tsquery`.
+    Fts,
+    /// `plfts`: `plainto_tsquery`.
+    Plain,
+    /// `phfts`: `phraseto_tsquery`.
+    Phrase,
+    /// `wfts`: `websearch_to_tsquery`.
+    Websearch,
+}
+
+impl FtsOp {
+    /// The tsquery constructor.
+    pub fn function(self) -> &'static str {
+        match self {
+            FtsOp::Fts => "to_tsquery",
+            FtsOp::Plain => "plainto_tsquery",
+            FtsOp::Phrase => "phraseto_tsquery",
+            FtsOp::Websearch => "websearch_to_tsquery",
         }
     }
 }
@@ -72,12 +164,19 @@ pub enum Operation {
     /// `in.(…)`; an empty list matches nothing.
     In(Vec<String>),
     Is(IsValue),
+    /// `op(any).{a,b}` / `op(all).{a,b}`: the value is a PostgreSQL array literal (for the
+    /// textual operators, `*` already replaced by `%`).
+    Quant(CmpOp, Quantifier, String),
+    /// `fts(config).query` and friends; the config is a text search configuration name.
+    Fts(FtsOp, Option<String>, String),
 }
 
 /// `column [NOT] operation`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition {
     pub column: Column,
+    /// A JSON path after the column (`attributes->>key`); empty for the column itself.
+    pub path: Vec<JsonStep>,
     pub negated: bool,
     pub operation: Operation,
 }
@@ -102,54 +201,114 @@ pub enum Filter {
     Logic(LogicTree),
 }
 
+impl Filter {
+    /// True when every condition is a plain column with one of the original operators
+    /// (`eq neq gt gte lt lte like ilike in is`): what realtime subscriptions evaluate.
+    pub fn is_basic(&self) -> bool {
+        match self {
+            Filter::Condition(c) => {
+                c.path.is_empty()
+                    && match c.operation {
+                        Operation::Cmp(op, _) => op.is_basic(),
+                        Operation::In(_) | Operation::Is(_) => true,
+                        Operation::Quant(..) | Operation::Fts(..) => false,
+                    }
+            }
+            Filter::Logic(t) => t.children.iter().all(Filter::is_basic),
+        }
+    }
+}
+
 // ----- Filters and logic trees -----
 
 #[derive(Clone, Copy)]
 enum OpKind {
     Cmp(CmpOp),
+    Quant(CmpOp, Quantifier),
+    Fts(FtsOp),
     In,
     Is,
 }
 
-fn lookup_operator(word: &str) -> Result<OpKind> {
-    Ok(match word {
-        "eq" => OpKind::Cmp(CmpOp::Eq),
-        "neq" => OpKind::Cmp(CmpOp::Neq),
-        "gt" => OpKind::Cmp(CmpOp::Gt),
-        "gte" => OpKind::Cmp(CmpOp::Gte),
-        "lt" => OpKind::Cmp(CmpOp::Lt),
-        "lte" => OpKind::Cmp(CmpOp::Lte),
-        "like" => OpKind::Cmp(CmpOp::Like),
-        "ilike" => OpKind::Cmp(CmpOp::ILike),
-        "in" => OpKind::In,
-        "is" => OpKind::Is,
-        "" => {
-            return Err(syntax(format!("missing operator (expected one of {OPERATORS})")));
-        }
-        w if UNSUPPORTED_OPERATORS.split(' ').any(|op| op == w) => {
-            return Err(unsupported(format!("operator '{w}' is not supported")));
-        }
-        w => {
-            let w = shorten(w);
-            return Err(syntax(format!("unknown operator '{w}' (expected one of {OPERATORS})")));
-        }
-    })
-}
-
-/// `[not.]op.` at the cursor, which is left on the operand.
-fn parse_operator_head(cur: &mut Cursor<'_>) -> Result<(bool, OpKind)> {
+/// `[not.]op[(modifier)].` at the cursor, which is left on the operand. The modifier is
+/// `any`/`all` for the quantifiable operators, a text search configuration for `fts` & co.
+fn parse_operator_head(cur: &mut Cursor<'_>) -> Result<(bool, OpKind, Option<String>)> {
     let negated = cur.eat("not.");
     let word = cur.take_until(b".,()");
-    if cur.peek() == Some(b'(') {
-        let word = shorten(word);
-        let message = format!("operator modifiers such as '{word}(…)' are not supported");
-        return Err(unsupported(message));
-    }
-    let kind = lookup_operator(word)?;
+    let modifier = match cur.eat("(") {
+        true => {
+            let m = cur.take_until(b")");
+            if !cur.eat(")") {
+                return Err(syntax(format!("unbalanced parentheses after operator '{}'", shorten(word))));
+            }
+            Some(m.trim().to_string())
+        }
+        false => None,
+    };
+    let cmp = |op| OpKind::Cmp(op);
+    let kind = match word {
+        "eq" => cmp(CmpOp::Eq),
+        "neq" => cmp(CmpOp::Neq),
+        "gt" => cmp(CmpOp::Gt),
+        "gte" => cmp(CmpOp::Gte),
+        "lt" => cmp(CmpOp::Lt),
+        "lte" => cmp(CmpOp::Lte),
+        "like" => cmp(CmpOp::Like),
+        "ilike" => cmp(CmpOp::ILike),
+        "match" => cmp(CmpOp::Match),
+        "imatch" => cmp(CmpOp::IMatch),
+        "isdistinct" => cmp(CmpOp::IsDistinct),
+        "cs" => cmp(CmpOp::Cs),
+        "cd" => cmp(CmpOp::Cd),
+        "ov" => cmp(CmpOp::Ov),
+        "sl" => cmp(CmpOp::Sl),
+        "sr" => cmp(CmpOp::Sr),
+        "nxr" => cmp(CmpOp::Nxr),
+        "nxl" => cmp(CmpOp::Nxl),
+        "adj" => cmp(CmpOp::Adj),
+        "fts" => OpKind::Fts(FtsOp::Fts),
+        "plfts" => OpKind::Fts(FtsOp::Plain),
+        "phfts" => OpKind::Fts(FtsOp::Phrase),
+        "wfts" => OpKind::Fts(FtsOp::Websearch),
+        "in" => OpKind::In,
+        "is" => OpKind::Is,
+        "" => return Err(syntax(format!("missing operator (expected one of {OPERATORS})"))),
+        w => return Err(syntax(format!("unknown operator '{}' (expected one of {OPERATORS})", shorten(w)))),
+    };
+    let (kind, config) = match (kind, modifier) {
+        (kind, None) => (kind, None),
+        (OpKind::Cmp(op), Some(m)) if op.quantifiable() => match m.as_str() {
+            "any" => (OpKind::Quant(op, Quantifier::Any), None),
+            "all" => (OpKind::Quant(op, Quantifier::All), None),
+            other => return Err(syntax(format!("unknown modifier '{}': expected (any) or (all)", shorten(other)))),
+        },
+        (OpKind::Fts(op), Some(m)) => {
+            let valid = !m.is_empty() && m.len() <= 63 && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+            if !valid {
+                return Err(syntax("a text search configuration is a name such as 'english'").detail(&m));
+            }
+            (OpKind::Fts(op), Some(m))
+        }
+        (_, Some(m)) => {
+            let message = format!("operator '{}' takes no modifier '({})'", shorten(word), shorten(&m));
+            return Err(unsupported(message));
+        }
+    };
     if !cur.eat(".") {
         return Err(unexpected(cur, &format!("'.' and a value after operator '{word}'")));
     }
-    Ok((negated, kind))
+    Ok((negated, kind, config))
+}
+
+/// The operation for a value-taking operator.
+fn value_operation(kind: OpKind, config: Option<String>, value: &str) -> Operation {
+    let wild = |op: CmpOp, v: &str| if matches!(op, CmpOp::Like | CmpOp::ILike) { v.replace('*', "%") } else { v.to_string() };
+    match kind {
+        OpKind::Cmp(op) => Operation::Cmp(op, wild(op, value)),
+        OpKind::Quant(op, q) => Operation::Quant(op, q, wild(op, value)),
+        OpKind::Fts(op) => Operation::Fts(op, config, value.to_string()),
+        OpKind::In | OpKind::Is => unreachable!("in and is have their own operands"),
+    }
 }
 
 fn parse_is_value(token: &str) -> Result<IsValue> {
@@ -158,13 +317,6 @@ fn parse_is_value(token: &str) -> Result<IsValue> {
     let found = names.iter().position(|n| token.eq_ignore_ascii_case(n));
     let error = || syntax("'is' expects null, true, false or unknown").detail(token);
     found.map(|i| values[i]).ok_or_else(error)
-}
-
-fn cmp_operation(op: CmpOp, value: &str) -> Operation {
-    match op {
-        CmpOp::Like | CmpOp::ILike => Operation::Cmp(op, value.replace('*', "%")),
-        _ => Operation::Cmp(op, value.to_string()),
-    }
 }
 
 /// `(a,"b,c",d)`: elements may be double-quoted; `()` is the empty list.
@@ -188,9 +340,9 @@ fn parse_in_list(cur: &mut Cursor<'_>) -> Result<Vec<String>> {
 
 /// A filter parameter: key `column`, value `[not.]op.value`.
 pub(crate) fn parse_filter(key: &str, value: &str) -> Result<Condition> {
-    let column = parse_filter_key(key)?;
+    let (column, path) = parse_filter_key(key)?;
     let mut cur = Cursor::new(value);
-    let (negated, kind) = parse_operator_head(&mut cur)?;
+    let (negated, kind, config) = parse_operator_head(&mut cur)?;
     let operation = match kind {
         OpKind::In => {
             let list = parse_in_list(&mut cur)?;
@@ -199,25 +351,23 @@ pub(crate) fn parse_filter(key: &str, value: &str) -> Result<Condition> {
             Operation::In(list)
         }
         OpKind::Is => Operation::Is(parse_is_value(cur.rest())?),
-        OpKind::Cmp(op) => cmp_operation(op, cur.rest()),
+        kind => value_operation(kind, config, cur.rest()),
     };
-    Ok(Condition { column, negated, operation })
+    Ok(Condition { column, path, negated, operation })
 }
 
-fn parse_filter_key(key: &str) -> Result<Column> {
+fn parse_filter_key(key: &str) -> Result<(Column, Vec<JsonStep>)> {
     if key.is_empty() {
         return Err(syntax("empty parameter name"));
     }
     let mut cur = Cursor::new(key);
     let column = parse_column(&mut cur)?;
-    if cur.rest().starts_with("->") {
-        return Err(unsupported("JSON paths ('->') are not supported in filters"));
-    }
+    let path = parse_json_path(&mut cur)?;
     if cur.peek() == Some(b'.') {
         let message = "resource embedding is not supported (no filters on 'rel.column' keys)";
         return Err(unsupported(message));
     }
-    expect_end(&cur, "the column name").map(|()| column)
+    expect_end(&cur, "the column name").map(|()| (column, path))
 }
 
 /// `(item,item,…)` at the cursor; `depth` is this group's nesting level (outermost = 1).
@@ -256,20 +406,18 @@ fn parse_logic_item(cur: &mut Cursor<'_>, depth: usize) -> Result<Filter> {
     }
     cur.pos = start;
     let column = parse_column(cur)?;
-    if cur.rest().starts_with("->") {
-        return Err(unsupported("JSON paths ('->') are not supported in logic trees"));
-    }
+    let path = if at_path(cur) { parse_json_path(cur)? } else { Vec::new() };
     if !cur.eat(".") {
         let column = shorten(&column.0);
         return Err(unexpected(cur, &format!("'.' and an operator after column '{column}'")));
     }
-    let (negated, kind) = parse_operator_head(cur)?;
+    let (negated, kind, config) = parse_operator_head(cur)?;
     let operation = match kind {
         OpKind::In => Operation::In(parse_in_list(cur)?),
         OpKind::Is => Operation::Is(parse_is_value(&parse_logic_value(cur)?)?),
-        OpKind::Cmp(op) => cmp_operation(op, &parse_logic_value(cur)?),
+        kind => value_operation(kind, config, &parse_logic_value(cur)?),
     };
-    Ok(Filter::Condition(Condition { column, negated, operation }))
+    Ok(Filter::Condition(Condition { column, path, negated, operation }))
 }
 
 /// A value in a logic group: `"quoted"`, a `{pg,array}` literal, or text up to `,` or `)`.

@@ -15,7 +15,13 @@ pub fn parse(filter: &str) -> Result<Vec<Filter>, String> {
         let message = "a subscription filter takes filters only (no select, order, limit, offset, columns)";
         ParseError::new(ErrorKind::Syntax, message)
     };
-    parse_filter_query(filter, only_filters).map_err(|e| e.to_string())
+    let filters = parse_filter_query(filter, only_filters).map_err(|e| e.to_string())?;
+    match filters.iter().all(Filter::is_basic) {
+        true => Ok(filters),
+        false => Err("a subscription filter takes eq, neq, gt, gte, lt, lte, like, ilike, in and is on columns (no JSON paths, \
+                      modifiers or other operators)"
+            .into()),
+    }
 }
 
 /// True when every filter holds for the row.
@@ -76,6 +82,8 @@ fn condition(c: &Condition, row: &Value) -> Option<bool> {
             }
         }
         Operation::Cmp(op, operand) => cmp(*op, value, operand),
+        // Refused by `parse`.
+        Operation::Quant(..) | Operation::Fts(..) => None,
     };
     negate(result, c.negated)
 }

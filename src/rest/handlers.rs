@@ -14,8 +14,8 @@ use super::query::{Prefer, QueryParams, Resolution, ReturnPref};
 use super::reply::{Reply, applied, range_header, read_status, single};
 use super::request::{Media, RestRequest, window};
 use super::sql::{BodyShape, Param, Params, ReadSql, plan_read_sql};
+use super::state::RestState;
 use super::write::{Conflict, InsertSql, Returning, delete_sql, payload_columns, update_sql};
-use crate::app::AppState;
 use crate::error::ApiError;
 
 /// Refuses query parameters that make no sense for the method (rather than ignoring them).
@@ -36,7 +36,7 @@ fn refuse_params(qp: &QueryParams, method: &str, names: &[&str]) -> Result<(), A
 }
 
 /// `GET`/`HEAD /rest/{table}`.
-pub async fn read(state: &AppState, req: &RestRequest, table: &Table, head: bool) -> Result<Response, ApiError> {
+pub async fn read(state: &RestState, req: &RestRequest, table: &Table, head: bool) -> Result<Response, ApiError> {
     let qp = req.query_params()?;
     refuse_params(&qp, "GET", &["columns", "on_conflict"])?;
     let (prefer, media) = (req.prefer()?, req.media()?);
@@ -48,7 +48,7 @@ pub async fn read(state: &AppState, req: &RestRequest, table: &Table, head: bool
     let (sql, params) = match plan::needed(&qp) {
         // embeds and aggregates go through the read planner
         true => {
-            let catalog = state.rest.catalog();
+            let catalog = state.catalog();
             let table = catalog.table(&table.name).ok_or_else(|| errors::table_not_found(&table.name))?;
             let plan = plan::plan(&catalog, table, &qp, &table.ident)?;
             plan_read_sql(&plan, offset, limit, prefer.count.is_some(), shape)?
@@ -170,7 +170,7 @@ fn conflict<'t>(table: &'t Table, qp: &QueryParams, prefer: &Prefer) -> Result<O
 }
 
 /// `POST /rest/{table}`: one object or an array of objects; upsert with `resolution=`.
-pub async fn create(state: &AppState, req: &RestRequest, table: &Table) -> Result<Response, ApiError> {
+pub async fn create(state: &RestState, req: &RestRequest, table: &Table) -> Result<Response, ApiError> {
     let qp = req.query_params()?;
     refuse_params(&qp, "POST", &["filters", "order", "limit", "offset"])?;
     let (prefer, media) = (req.prefer()?, req.media()?);
@@ -180,7 +180,7 @@ pub async fn create(state: &AppState, req: &RestRequest, table: &Table) -> Resul
     let rows = body::insert_rows(&req.body, qp.columns.is_some())?;
     let columns = payload_columns(table, &rows.keys, qp.columns.as_deref())?;
     check_writable(table, &columns, true)?;
-    let catalog = state.rest.catalog();
+    let catalog = state.catalog();
     let plan = returning_plan(&catalog, table, &qp, &prefer)?;
     let ret = returning(&prefer, &qp, media, plan.as_ref());
     if rows.count == 0 {
@@ -228,7 +228,7 @@ fn require_filter(qp: &QueryParams, method: &str) -> Result<(), ApiError> {
 }
 
 /// `PATCH /rest/{table}?filters`: one object; soft-deleted rows are left alone.
-pub async fn update(state: &AppState, req: &RestRequest, table: &Table) -> Result<Response, ApiError> {
+pub async fn update(state: &RestState, req: &RestRequest, table: &Table) -> Result<Response, ApiError> {
     let qp = req.query_params()?;
     require_filter(&qp, "PATCH")?;
     refuse_params(&qp, "PATCH", &["order", "limit", "offset", "on_conflict"])?;
@@ -239,7 +239,7 @@ pub async fn update(state: &AppState, req: &RestRequest, table: &Table) -> Resul
     let (text, keys) = body::update_object(&req.body)?;
     let columns = payload_columns(table, &keys, qp.columns.as_deref())?;
     check_writable(table, &columns, false)?;
-    let catalog = state.rest.catalog();
+    let catalog = state.catalog();
     let plan = returning_plan(&catalog, table, &qp, &prefer)?;
     let ret = returning(&prefer, &qp, media, plan.as_ref());
     if columns.is_empty() {
@@ -252,7 +252,7 @@ pub async fn update(state: &AppState, req: &RestRequest, table: &Table) -> Resul
 }
 
 /// `DELETE /rest/{table}?filters`: a soft delete on tables with `deleted_at`.
-pub async fn delete(state: &AppState, req: &RestRequest, table: &Table) -> Result<Response, ApiError> {
+pub async fn delete(state: &RestState, req: &RestRequest, table: &Table) -> Result<Response, ApiError> {
     let qp = req.query_params()?;
     require_filter(&qp, "DELETE")?;
     refuse_params(&qp, "DELETE", &["order", "limit", "offset", "on_conflict", "columns"])?;
@@ -264,7 +264,7 @@ pub async fn delete(state: &AppState, req: &RestRequest, table: &Table) -> Resul
     if !allowed {
         return Err(errors::table_forbidden(&table.name, "delete from"));
     }
-    let catalog = state.rest.catalog();
+    let catalog = state.catalog();
     let plan = returning_plan(&catalog, table, &qp, &prefer)?;
     let ret = returning(&prefer, &qp, media, plan.as_ref());
     let (sql, params) = delete_sql(table, &qp.filters, ret)?;

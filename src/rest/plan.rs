@@ -227,8 +227,8 @@ fn take_null_filters(node: &mut ReadPlan<'_>) -> Result<(), ApiError> {
     let mut kept = Vec::with_capacity(node.filters.len());
     for f in std::mem::take(&mut node.filters) {
         let embed = match &f {
-            Filter::Condition(Condition { column, negated, operation: Operation::Is(IsValue::Null) })
-                if node.table.column(column.as_str()).is_none() =>
+            Filter::Condition(Condition { column, path, negated, operation: Operation::Is(IsValue::Null) })
+                if path.is_empty() && node.table.column(column.as_str()).is_none() =>
             {
                 node.embeds.iter_mut().find(|e| e.key == column.as_str()).map(|e| (e, *negated))
             }

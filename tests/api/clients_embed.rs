@@ -1,8 +1,8 @@
 //! postgrest-js (unmodified) embedding and aggregates against a real server
 //! (`tests/clients/postgrest_embed.test.mjs`).
 
+use crate::helpers::rest::setup;
 use crate::node::run_node_tests;
-use crate::rest::setup;
 use crate::rest_embed::seed;
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 mod helpers;
 mod node;
 
+mod app;
 mod auth;
 mod cli;
 mod clients;
@@ -18,6 +19,7 @@ mod rest_bad_input;
 mod rest_conformance;
 mod rest_embed;
 mod rest_isolation;
+mod rest_operators;
 mod rest_rpc;
 mod rest_write;
 mod schema;

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::rest::{Api, Resp, contact, count, setup};
+use crate::helpers::rest::{Api, Resp, contact, count, setup};
 
 struct Case {
     what: &'static str,
@@ -45,7 +45,9 @@ fn cases(contact_id: uuid::Uuid) -> Vec<Case> {
         case("unknown filter column", "GET", "/rest/contacts?nope=eq.1", None, 400),
         case("unknown order column", "GET", "/rest/contacts?order=nope.desc", None, 400),
         case("unknown operator", "GET", "/rest/contacts?phone=approx.1", None, 400),
-        case("unsupported operator", "GET", "/rest/contacts?attributes=cs.{}", None, 400),
+        case("operator on the wrong type", "GET", "/rest/contacts?first_name=cs.{}", None, 404),
+        case("malformed JSON path", "GET", "/rest/contacts?attributes->=eq.1", None, 400),
+        case("unknown operator modifier", "GET", "/rest/contacts?first_name=like(some).{a}", None, 400),
         case("missing operator", "GET", "/rest/contacts?phone=1", None, 400),
         case("unknown embedded resource", "GET", "/rest/contacts?select=*,nope(*)", None, 400),
         case("disallowed cast", "GET", "/rest/contacts?select=id::regclass", None, 400),

@@ -11,7 +11,7 @@ use tokio_postgres::Client as PgClient;
 use uuid::Uuid;
 
 use crate::helpers::World;
-use crate::rest::{Api, REPRESENTATION, SINGULAR, setup};
+use crate::helpers::rest::{Api, REPRESENTATION, SINGULAR, count, setup};
 
 /// What [`seed`] created in tenant A (and B).
 pub struct Seeded {
@@ -238,7 +238,7 @@ async fn writes_return_their_rows_with_embeds() {
         .await
         .expect(400);
     assert_eq!(r.error_code(), "PGRST200");
-    assert_eq!(crate::rest::count(&owner, "groups", "name = 'X'").await, 0, "nothing written");
+    assert_eq!(count(&owner, "groups", "name = 'X'").await, 0, "nothing written");
 }
 
 #[tokio::test]

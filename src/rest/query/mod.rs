@@ -18,8 +18,9 @@ mod select;
 #[cfg(test)]
 mod tests;
 
-pub use crate::grammar::filter::{CmpOp, Condition, Filter, IsValue, LogicOp, LogicTree, MAX_LOGIC_DEPTH, Operation};
+pub use crate::grammar::filter::{CmpOp, Condition, Filter, FtsOp, IsValue, LogicOp, LogicTree, MAX_LOGIC_DEPTH, Operation, Quantifier};
 pub use crate::grammar::lex::{Column, ErrorKind, ParseError};
+pub use crate::grammar::path::{JsonKey, JsonStep, default_name as json_default_name};
 pub use order::{Direction, NullsOrder, OrderTerm};
 pub use prefer::{CountPref, Handling, MissingPref, Prefer, Resolution, ReturnPref, parse_prefer};
 pub use range::{effective_range, parse_range};
@@ -54,12 +55,17 @@ impl QueryParams {
 
 /// Rejects embedding, spreads, hints and JSON paths found outside quotes in `item`.
 pub(crate) fn check_unsupported(item: &str, param: &str) -> Result<()> {
+    check_unsupported_except(item, param, false)
+}
+
+/// [`check_unsupported`], letting JSON paths through when `paths_ok`.
+pub(crate) fn check_unsupported_except(item: &str, param: &str, paths_ok: bool) -> Result<()> {
     let what = match item.starts_with("..") {
         true => Some("spread embedding ('...rel(cols)') is"),
         false => unquoted_bytes(item).find_map(|(i, b)| match b {
             b'(' => Some("resource embedding (and aggregate functions) is"),
             b'!' => Some("resource embedding with hints ('rel!hint') is"),
-            b'-' if item.as_bytes().get(i + 1) == Some(&b'>') => Some("JSON paths ('->') are"),
+            b'-' if !paths_ok && item.as_bytes().get(i + 1) == Some(&b'>') => Some("JSON paths ('->') are"),
             _ => None,
         }),
     };

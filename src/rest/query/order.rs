@@ -1,7 +1,8 @@
 //! `order=`: ordering terms.
 
-use super::check_unsupported;
+use super::check_unsupported_except;
 use crate::grammar::lex::{Column, Cursor, Result, expect_end, parse_column, shorten, syntax};
+use crate::grammar::path::{JsonStep, parse_json_path};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Direction {
@@ -16,20 +17,23 @@ pub enum NullsOrder {
     Last,
 }
 
-/// One item of `order=`: `column[.asc|.desc][.nullsfirst|.nullslast]`.
+/// One item of `order=`: `column[->path][.asc|.desc][.nullsfirst|.nullslast]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderTerm {
     pub column: Column,
+    /// A JSON path after the column (`attributes->>score`); empty for the column itself.
+    pub path: Vec<JsonStep>,
     pub direction: Direction,
     /// `None`: PostgreSQL's default for the direction.
     pub nulls: Option<NullsOrder>,
 }
 
-/// `column[.asc|.desc][.nullsfirst|.nullslast]`
+/// `column[->path][.asc|.desc][.nullsfirst|.nullslast]`
 pub(crate) fn parse_order_term(item: &str) -> Result<OrderTerm> {
-    check_unsupported(item, "order")?;
+    check_unsupported_except(item, "order", true)?;
     let mut cur = Cursor::new(item);
     let column = parse_column(&mut cur)?;
+    let path = parse_json_path(&mut cur)?;
     let (mut direction, mut nulls, mut first) = (Direction::Asc, None, true);
     while cur.eat(".") {
         match cur.take_until(b".") {
@@ -46,5 +50,5 @@ pub(crate) fn parse_order_term(item: &str) -> Result<OrderTerm> {
         first = false;
     }
     expect_end(&cur, "the order term")?;
-    Ok(OrderTerm { column, direction, nulls })
+    Ok(OrderTerm { column, path, direction, nulls })
 }

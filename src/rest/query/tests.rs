@@ -30,7 +30,7 @@ fn col(s: &str) -> Column {
 }
 
 fn cond(c: &str, negated: bool, operation: Operation) -> Filter {
-    Filter::Condition(Condition { column: col(c), negated, operation })
+    Filter::Condition(Condition { column: col(c), path: vec![], negated, operation })
 }
 
 fn cmp(c: &str, op: CmpOp, v: &str) -> Filter {
@@ -115,7 +115,7 @@ fn embedded_parameters_are_kept_by_path() {
 #[test]
 fn order_forms() {
     let p = q("order=a,b.desc,c.asc.nullslast,d.nullsfirst,%22e+f%22.desc.nullsfirst");
-    let t = |c: &str, direction, nulls| OrderTerm { column: col(c), direction, nulls };
+    let t = |c: &str, direction, nulls| OrderTerm { column: col(c), path: vec![], direction, nulls };
     assert_eq!(
         p.order,
         vec![
@@ -140,7 +140,7 @@ fn order_errors() {
     syntax_err("order=a,,b", "empty item");
     syntax_err("order=a&order=b", "more than once");
     unsupported_err("order=rel(col).desc", "embedding");
-    unsupported_err("order=data->a.desc", "JSON");
+    syntax_err("order=data->.desc", "malformed JSON path");
 }
 
 // ----- limit / offset -----
@@ -282,10 +282,12 @@ fn operator_errors() {
     syntax_err("a=.1", "missing operator");
     syntax_err("a=not.", "missing operator");
     syntax_err("a=not.foo.1", "unknown operator 'foo'");
-    unsupported_err("tags=cs.{a,b}", "'cs'");
-    unsupported_err("t=fts.cat", "'fts'");
-    unsupported_err("t=fts(english).cat", "modifiers");
-    unsupported_err("n=like(any).{a*,b*}", "modifiers");
+    syntax_err("n=like(some).{a}", "expected (any) or (all)");
+    syntax_err("n=eq(any.{a}", "unbalanced");
+    syntax_err("t=fts(eng;lish).cat", "text search configuration");
+    unsupported_err("n=neq(any).{a}", "takes no modifier");
+    unsupported_err("n=in(any).(1)", "takes no modifier");
+    unsupported_err("n=cs(english).{a}", "takes no modifier");
     let e = err("name=foo.1");
     assert!(e.message.contains("filter 'name'"), "{e}");
 }
@@ -296,8 +298,8 @@ fn filter_keys() {
     assert_eq!(only_filter("%22a.b%22=eq.1"), cmp("a.b", CmpOp::Eq, "1"));
     assert_eq!(only_filter("not=eq.1"), cmp("not", CmpOp::Eq, "1"));
     assert_eq!(q("rel.col=eq.1").embedded[&vec!["rel".to_string()]].filters, vec![cmp("col", CmpOp::Eq, "1")]);
-    unsupported_err("data->a=eq.1", "JSON");
-    unsupported_err("data->>a=eq.1", "JSON");
+    syntax_err("data->=eq.1", "malformed JSON path");
+    syntax_err("data->>a->b=eq.1", "must be the last step");
     syntax_err("=eq.1", "empty parameter name");
     syntax_err("a;b=eq.1", "unexpected");
     syntax_err("%22%22=eq.1", "empty quoted column");
@@ -400,8 +402,8 @@ fn logic_errors() {
     syntax_err("or=(a.in.1)", "'('");
     syntax_err("or=(a.is.maybe)", "null, true, false or unknown");
     syntax_err("or=(t.eq.{a,b)", "'}'");
-    unsupported_err("or=(a->b.eq.1)", "JSON");
-    unsupported_err("or=(a.cs.{1})", "'cs'");
+    syntax_err("or=(a->.eq.1)", "malformed JSON path");
+    syntax_err("or=(a.eq(none).{1})", "(any) or (all)");
     let e = err("or=(a.foo.1)");
     assert!(e.message.contains("'or'"), "{e}");
 }
@@ -722,4 +724,61 @@ proptest! {
         prop_assert_eq!(parse_query(&format!("limit={n}")).unwrap().limit, Some(n));
         prop_assert_eq!(parse_range(&format!("{n}-")).unwrap(), (n, None));
     }
+}
+
+// ----- operators of PostgREST 13, JSON paths -----
+
+fn json_cond(c: &str, path: &[(&str, bool)], operation: Operation) -> Filter {
+    let path = path.iter().map(|(k, t)| JsonStep { as_text: *t, key: JsonKey::Key(k.to_string()) }).collect();
+    Filter::Condition(Condition { column: col(c), path, negated: false, operation })
+}
+
+#[test]
+fn every_operator() {
+    for (name, op) in [
+        ("match", CmpOp::Match),
+        ("imatch", CmpOp::IMatch),
+        ("isdistinct", CmpOp::IsDistinct),
+        ("cs", CmpOp::Cs),
+        ("cd", CmpOp::Cd),
+        ("ov", CmpOp::Ov),
+        ("sl", CmpOp::Sl),
+        ("sr", CmpOp::Sr),
+        ("nxr", CmpOp::Nxr),
+        ("nxl", CmpOp::Nxl),
+        ("adj", CmpOp::Adj),
+    ] {
+        assert_eq!(only_filter(&format!("v={name}.{{1,2}}")), cmp("v", op, "{1,2}"), "{name}");
+    }
+    assert_eq!(CmpOp::Adj.sql(), "-|-");
+    assert_eq!(only_filter("t=fts.cat"), cond("t", false, Operation::Fts(FtsOp::Fts, None, "cat".into())));
+    assert_eq!(
+        only_filter("t=not.wfts(english).a+b"),
+        cond("t", true, Operation::Fts(FtsOp::Websearch, Some("english".into()), "a b".into()))
+    );
+    assert_eq!(only_filter("t=plfts.a").to_owned(), cond("t", false, Operation::Fts(FtsOp::Plain, None, "a".into())));
+    assert_eq!(
+        only_filter("t=phfts(simple).a").to_owned(),
+        cond("t", false, Operation::Fts(FtsOp::Phrase, Some("simple".into()), "a".into()))
+    );
+    assert_eq!(only_filter("n=like(any).{a*,*b}"), cond("n", false, Operation::Quant(CmpOp::Like, Quantifier::Any, "{a%,%b}".into())));
+    assert_eq!(only_filter("n=eq(all).{1,2}"), cond("n", false, Operation::Quant(CmpOp::Eq, Quantifier::All, "{1,2}".into())));
+}
+
+#[test]
+fn json_paths_in_filters_logic_and_order() {
+    assert_eq!(
+        only_filter("attributes->>plan=eq.pro"),
+        json_cond("attributes", &[("plan", true)], Operation::Cmp(CmpOp::Eq, "pro".into()))
+    );
+    assert_eq!(
+        only_filter("attributes->a->>b=like.x*"),
+        json_cond("attributes", &[("a", false), ("b", true)], Operation::Cmp(CmpOp::Like, "x%".into()))
+    );
+    let Filter::Logic(t) = only_filter("or=(attributes->>plan.eq.pro,attributes->n.gt.3)") else { panic!() };
+    assert_eq!(t.children[0], json_cond("attributes", &[("plan", true)], Operation::Cmp(CmpOp::Eq, "pro".into())));
+    let p = q("order=attributes->>score.desc.nullslast,arr->0");
+    assert_eq!(p.order[0].path, vec![JsonStep { as_text: true, key: JsonKey::Key("score".into()) }]);
+    assert_eq!(p.order[0].direction, Direction::Desc);
+    assert_eq!(p.order[1].path, vec![JsonStep { as_text: false, key: JsonKey::Index(0) }]);
 }

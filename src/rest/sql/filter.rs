@@ -2,14 +2,15 @@
 
 use std::fmt::Write;
 
+use super::path::json_path_sql;
 use super::{Param, Params, readable};
 use crate::error::ApiError;
 use crate::grammar::filter::{Condition, Filter, LogicOp, Operation};
-use crate::rest::catalog::{Column, Table};
+use crate::rest::catalog::Table;
 
-/// `$n::text` cast to the column's type.
-fn typed_param(col: &Column, placeholder: &str) -> String {
-    match col.type_sql.as_str() {
+/// `$n::text` cast to the SQL type `ty`.
+fn typed_param(ty: &str, placeholder: &str) -> String {
+    match ty {
         "text" => format!("{placeholder}::text"),
         ty => format!("{placeholder}::text::{ty}"),
     }
@@ -36,23 +37,46 @@ pub fn filter_sql(table: &Table, qual: &str, f: &Filter, params: &mut Params, ou
 
 fn condition_sql(table: &Table, qual: &str, c: &Condition, params: &mut Params, out: &mut String) -> Result<(), ApiError> {
     let col = readable(table, c.column.as_str())?;
-    let lhs = format!("{qual}.{}", col.ident);
+    let base = format!("{qual}.{}", col.ident);
+    let (lhs, ty) = match c.path.is_empty() {
+        true => (base, col.type_sql.clone()),
+        false => json_path_sql(base, col, &c.path, params),
+    };
+    let is_text = ty == "text" || (c.path.is_empty() && col.is_text());
+    let as_text = |lhs: &str| if is_text { lhs.to_string() } else { format!("{lhs}::text") };
     if c.negated {
         out.push_str("NOT ");
     }
     let expr = match &c.operation {
-        Operation::Cmp(op, value) if matches!(op.sql(), "LIKE" | "ILIKE") => {
+        Operation::Cmp(op, value) if op.is_textual() => {
             let p = params.push(Param::Text(value.clone()));
-            let lhs = if col.is_text() { lhs } else { format!("{lhs}::text") };
-            format!("{lhs} {} {p}::text", op.sql())
+            format!("{} {} {p}::text", as_text(&lhs), op.sql())
         }
         Operation::Cmp(op, value) => {
             let p = params.push(Param::Text(value.clone()));
-            format!("{lhs} {} {}", op.sql(), typed_param(col, &p))
+            format!("{lhs} {} {}", op.sql(), typed_param(&ty, &p))
+        }
+        Operation::Quant(op, q, value) if op.is_textual() => {
+            let p = params.push(Param::Text(value.clone()));
+            format!("{} {} {}({p}::text::text[])", as_text(&lhs), op.sql(), q.sql())
+        }
+        Operation::Quant(op, q, value) => {
+            let p = params.push(Param::Text(value.clone()));
+            format!("{lhs} {} {}({p}::text::{ty}[])", op.sql(), q.sql())
+        }
+        Operation::Fts(op, config, value) => {
+            let config = config.as_ref().map(|cfg| format!("{}::text::regconfig, ", params.push(Param::Text(cfg.clone()))));
+            let config = config.unwrap_or_default();
+            let p = params.push(Param::Text(value.clone()));
+            let query = format!("{}({config}{p}::text)", op.function());
+            match ty.as_str() {
+                "tsvector" => format!("{lhs} @@ {query}"),
+                _ => format!("to_tsvector({config}{lhs}) @@ {query}"),
+            }
         }
         Operation::In(values) => {
             let p = params.push(Param::TextArray(values.clone()));
-            format!("{lhs} = ANY({p}::text[]::{}[])", col.type_sql)
+            format!("{lhs} = ANY({p}::text[]::{ty}[])")
         }
         Operation::Is(v) => format!("{lhs} IS {}", v.sql()),
     };

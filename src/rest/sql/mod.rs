@@ -8,6 +8,7 @@
 
 mod filter;
 mod order;
+pub mod path;
 mod plan;
 mod read;
 mod select;

@@ -1,12 +1,13 @@
 //! `ORDER BY`.
 
-use super::readable;
+use super::path::json_path_sql;
+use super::{Params, readable};
 use crate::error::ApiError;
 use crate::rest::catalog::Table;
 use crate::rest::query::{Direction, NullsOrder, OrderTerm};
 
-/// `ORDER BY …`, or empty.
-pub fn order_sql(table: &Table, terms: &[OrderTerm]) -> Result<String, ApiError> {
+/// `ORDER BY …`, or empty. JSON path keys become parameters in `params`.
+pub fn order_sql(table: &Table, terms: &[OrderTerm], params: &mut Params) -> Result<String, ApiError> {
     let mut parts = Vec::with_capacity(terms.len());
     for t in terms {
         let col = readable(table, t.column.as_str())?;
@@ -16,7 +17,9 @@ pub fn order_sql(table: &Table, terms: &[OrderTerm]) -> Result<String, ApiError>
             Some(NullsOrder::Last) => " NULLS LAST",
             None => "",
         };
-        parts.push(format!("{}.{} {dir}{nulls}", table.ident, col.ident));
+        let lhs = format!("{}.{}", table.ident, col.ident);
+        let (lhs, _) = json_path_sql(lhs, col, &t.path, params);
+        parts.push(format!("{lhs} {dir}{nulls}"));
     }
     Ok(match parts.is_empty() {
         true => String::new(),

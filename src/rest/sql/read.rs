@@ -42,7 +42,7 @@ impl ReadSql<'_> {
         let mut params = Params::default();
         let select = select_sql(t, &t.ident, self.select)?;
         let filter = where_sql(t, self.filters, false, &mut params)?;
-        let order = order_sql(t, self.order)?;
+        let order = order_sql(t, self.order, &mut params)?;
         let limit = params.push(Param::Int(self.limit));
         let offset = params.push(Param::Int(self.offset));
         let total = match self.count {

@@ -125,3 +125,28 @@ fn hostile_names_never_reach_the_sql_text() {
     assert!(!sql.contains("drop"), "{sql}");
     assert_eq!(params.values()[0], Param::Text("');drop table things;--".into()));
 }
+
+#[test]
+fn postgrest_13_operators_render_with_bound_values() {
+    let (sql, params) =
+        read("tags=cs.{a}&name=imatch.x&n=isdistinct.3&name=like(any).{a*}&n=gt(all).{1,2}&name=fts(english).cat", false).unwrap();
+    assert!(sql.contains("(\"things\".\"tags\" @> $1::text::text[])"), "{sql}");
+    assert!(sql.contains("(\"things\".\"name\" ~* $2::text)"), "{sql}");
+    assert!(sql.contains("(\"things\".\"n\" IS DISTINCT FROM $3::text::integer)"), "{sql}");
+    assert!(sql.contains("(\"things\".\"name\" LIKE ANY($4::text::text[]))"), "{sql}");
+    assert!(sql.contains("(\"things\".\"n\" > ALL($5::text::integer[]))"), "{sql}");
+    assert!(sql.contains("(to_tsvector($6::text::regconfig, \"things\".\"name\") @@ to_tsquery($6::text::regconfig, $7::text))"), "{sql}");
+    assert_eq!(params.values()[3], Param::Text("{a%}".into()));
+    assert_eq!(params.values()[5], Param::Text("english".into()));
+}
+
+#[test]
+fn json_paths_bind_their_keys() {
+    let (sql, params) = read("name->a->>b=eq.x&order=name->0.desc", false).unwrap();
+    assert!(sql.contains("(\"things\".\"name\"->$1::text->>$2::text = $3::text)"), "{sql}");
+    assert!(sql.contains("ORDER BY \"things\".\"name\"->$4::text::int DESC"), "{sql}");
+    assert_eq!(params.values()[0], Param::Text("a".into()));
+    assert_eq!(params.values()[3], Param::Text("0".into()));
+    assert_eq!(read("secret->>a=eq.x", false).unwrap_err().status.as_u16(), 403);
+    assert_eq!(read("order=secret->a", false).unwrap_err().status.as_u16(), 403);
+}
