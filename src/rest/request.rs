@@ -34,6 +34,11 @@ impl Target {
     /// `""` → root, `contacts` → table, `rpc/fn` → function; anything else is no route.
     pub fn parse(tail: &str) -> Option<Target> {
         let decoded = percent_decode(tail)?;
+        // `/rest/v1/…` (supabase-js) serves exactly what `/rest/…` serves.
+        let decoded = match decoded.as_str() {
+            "v1" => "",
+            d => d.strip_prefix("v1/").unwrap_or(d),
+        };
         let parts: Vec<&str> = decoded.split('/').collect();
         match parts.as_slice() {
             [""] => Some(Target::Root),
@@ -188,6 +193,10 @@ mod tests {
         assert_eq!(Target::parse("rpc/"), None);
         assert_eq!(Target::parse("%FF"), None);
         assert_eq!(Target::parse("a%00"), None);
+        assert_eq!(Target::parse("v1/contacts"), Some(Target::Table("contacts".into())));
+        assert_eq!(Target::parse("v1/rpc/f"), Some(Target::Rpc("f".into())));
+        assert_eq!(Target::parse("v1"), Some(Target::Root));
+        assert_eq!(Target::parse("v1/"), Some(Target::Root));
     }
 
     #[test]

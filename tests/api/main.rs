@@ -19,5 +19,6 @@ mod rest_conformance;
 mod rest_isolation;
 mod rest_operators;
 mod rest_rpc;
+mod rest_supabase;
 mod rest_write;
 mod schema;
