@@ -13,3 +13,14 @@ async fn postgrest_js_reads_and_writes_flat_rows_unchanged() {
     ];
     run_node_tests("postgrest_flat.test.mjs", &env).await;
 }
+
+#[tokio::test]
+async fn postgrest_js_and_supabase_js_get_postgrest_codes_and_every_operator() {
+    let (app, w, _owner) = setup().await;
+    let env = [
+        ("ROWCAST_URL", app.url("")),
+        ("ROWCAST_TOKEN", app.token_for(w.user_a, Some(w.tenant_a))),
+        ("ROWCAST_TENANT", w.tenant_a.to_string()),
+    ];
+    run_node_tests("postgrest_errors_operators.test.mjs", &env).await;
+}

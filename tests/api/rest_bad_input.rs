@@ -56,7 +56,7 @@ fn cases(contact_id: uuid::Uuid) -> Vec<Case> {
         case("is true on a uuid", "GET", "/rest/contacts?id=is.true", None, 400),
         case("malformed jsonb in a filter", "GET", "/rest/contacts?attributes=eq.%7Bbad", None, 400),
         case("like on a number with a bad cast", "GET", "/rest/campaigns?select=sent_count::uuid", None, 400),
-        case("negative limit", "GET", "/rest/contacts?limit=-1", None, 400),
+        case("negative limit", "GET", "/rest/contacts?limit=-1", None, 416),
         case("huge limit", "GET", "/rest/contacts?limit=1000000", None, 400),
         case("limit past u64", "GET", "/rest/contacts?limit=99999999999999999999999", None, 400),
         case("huge offset", "GET", "/rest/contacts?offset=18446744073709551615", None, 400),

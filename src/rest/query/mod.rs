@@ -122,6 +122,11 @@ fn apply_reserved(qp: &mut QueryParams, seen: &mut Vec<String>, key: &str, value
             let items = split_items(value, "order")?.into_iter();
             qp.order = items.map(order::parse_order_term).collect::<Result<_>>()?;
         }
+        "limit" if value.strip_prefix('-').is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) => {
+            // PostgREST: 416 PGRST103 (postgrest-js sends `.range(5, 2)` as limit=-2).
+            let e = ParseError::new(ErrorKind::InvalidRange, "Requested range not satisfiable");
+            return Err(e.detail("Limit should be greater than or equal to zero."));
+        }
         "limit" => qp.limit = Some(parse_u64(value)?),
         "offset" => qp.offset = Some(parse_u64(value)?),
         "on_conflict" => qp.on_conflict = Some(parse_column_list(value, key)?),

@@ -148,7 +148,7 @@ fn limit_offset() {
 
 #[test]
 fn limit_offset_errors() {
-    syntax_err("limit=-1", "negative");
+    assert_eq!(err("limit=-1").kind, ErrorKind::InvalidRange, "a negative limit is PostgREST's 416");
     syntax_err("offset=-5", "negative");
     syntax_err("limit=abc", "non-negative integer");
     syntax_err("limit=", "must not be empty");
