@@ -66,12 +66,14 @@ pub async fn read_row(state: &RestState, caller: &Caller, sql: &str, params: &Pa
 }
 
 /// Runs `sql` with `params`; `check` sees the outcome before `COMMIT` and may refuse it.
+/// With `commit` false (`Prefer: tx=rollback`) the transaction is rolled back instead.
 pub async fn run(
     state: &RestState,
     caller: &Caller,
     sql: &str,
     params: &Params,
     mode: Mode,
+    commit: bool,
     check: impl FnOnce(&Outcome) -> Result<(), ApiError>,
 ) -> Result<Outcome, ApiError> {
     let mut conn = state.db.conn().await?;
@@ -87,6 +89,9 @@ pub async fn run(
         Mode::Count => Outcome::Count(result.affected),
     };
     check(&outcome)?;
-    tx.commit().await?;
+    match commit {
+        true => tx.commit().await?,
+        false => drop(tx), // ROLLBACK
+    }
     Ok(outcome)
 }

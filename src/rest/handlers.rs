@@ -8,7 +8,7 @@ use super::body;
 use super::catalog::{Column, Table};
 use super::errors;
 use super::exec::{Mode, Outcome, read_row, run};
-use super::query::{Prefer, QueryParams, Resolution, ReturnPref};
+use super::query::{Prefer, QueryParams, Resolution, ReturnPref, TxPref};
 use super::reply::{Reply, applied, range_header, read_status, single};
 use super::request::{Media, RestRequest, window};
 use super::sql::{BodyShape, Param, Params, ReadSql};
@@ -174,7 +174,7 @@ pub async fn create(state: &RestState, req: &RestRequest, table: &Table) -> Resu
     let mut params = Params::default();
     params.push(Param::Text(rows.json));
     let mode = if matches!(ret, Returning::Minimal) { Mode::Count } else { Mode::Row };
-    let outcome = run(state, &req.caller, &sql, &params, mode, write_check(media, None)).await?;
+    let outcome = run(state, &req.caller, &sql, &params, mode, prefer.tx != Some(TxPref::Rollback), write_check(media, None)).await?;
     write_reply(&outcome, ret, &prefer, media, true)
 }
 
@@ -218,7 +218,8 @@ pub async fn update(state: &RestState, req: &RestRequest, table: &Table) -> Resu
     }
     let (sql, params) = update_sql(table, text, &columns, &qp.filters, ret)?;
     let mode = if matches!(ret, Returning::Minimal) { Mode::Count } else { Mode::Row };
-    let outcome = run(state, &req.caller, &sql, &params, mode, write_check(media, prefer.max_affected)).await?;
+    let outcome =
+        run(state, &req.caller, &sql, &params, mode, prefer.tx != Some(TxPref::Rollback), write_check(media, prefer.max_affected)).await?;
     write_reply(&outcome, ret, &prefer, media, false)
 }
 
@@ -238,6 +239,7 @@ pub async fn delete(state: &RestState, req: &RestRequest, table: &Table) -> Resu
     let ret = returning(&prefer, &qp, media);
     let (sql, params) = delete_sql(table, &qp.filters, ret)?;
     let mode = if matches!(ret, Returning::Minimal) { Mode::Count } else { Mode::Row };
-    let outcome = run(state, &req.caller, &sql, &params, mode, write_check(media, prefer.max_affected)).await?;
+    let outcome =
+        run(state, &req.caller, &sql, &params, mode, prefer.tx != Some(TxPref::Rollback), write_check(media, prefer.max_affected)).await?;
     write_reply(&outcome, ret, &prefer, media, false)
 }

@@ -5,7 +5,7 @@ use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use super::errors;
-use super::query::{CountPref, MissingPref, Prefer, Resolution, ReturnPref};
+use super::query::{CountPref, MissingPref, Prefer, Resolution, ReturnPref, TxPref};
 use crate::error::ApiError;
 
 const JSON: &str = "application/json; charset=utf-8";
@@ -108,6 +108,11 @@ pub fn applied(prefer: &Prefer, write: bool) -> Vec<&'static str> {
         if prefer.missing == Some(MissingPref::Default) {
             out.push("missing=default");
         }
+    }
+    match prefer.tx {
+        Some(TxPref::Rollback) => out.push("tx=rollback"),
+        Some(TxPref::Commit) => out.push("tx=commit"),
+        None => {}
     }
     if prefer.count.is_some() {
         out.push(match prefer.count {

@@ -3,13 +3,14 @@
 //! passed by name (`arg => value`), so omitted arguments take their defaults.
 
 use serde_json::Value;
-use warp::http::StatusCode;
+use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 
 use super::body::parse_json;
 use super::catalog::{Arg, Function, Returns};
 use super::errors;
 use super::exec::{Mode, run};
+use super::query::TxPref;
 use super::reply::{Reply, single};
 use super::request::RestRequest;
 use super::sql::{Param, Params};
@@ -69,29 +70,51 @@ pub fn call_sql(f: &Function, args: &[&Arg]) -> String {
 pub async fn call(state: &RestState, req: &RestRequest, name: &str) -> Result<Response, ApiError> {
     let catalog = state.catalog();
     let overloads = catalog.functions(name).ok_or_else(|| errors::function_not_found(name))?;
-    if !req.query.split('&').all(str::is_empty) {
-        return Err(errors::bad(
-            "query parameters are not supported on rpc calls",
-            "les paramètres de requête ne sont pas pris en charge pour rpc",
-        ));
-    }
+    let get = req.method == Method::GET || req.method == Method::HEAD;
+    let body = match get {
+        // GET/HEAD: the arguments are the query parameters (each given once), as in PostgREST.
+        true => {
+            let mut map = serde_json::Map::new();
+            for (k, v) in form_urlencoded::parse(req.query.as_bytes()) {
+                if map.insert(k.to_string(), Value::String(v.into_owned())).is_some() {
+                    return Err(errors::bad(
+                        format!("argument '{k}' is given more than once"),
+                        format!("l'argument '{k}' est donné plusieurs fois"),
+                    ));
+                }
+            }
+            Value::Object(map)
+        }
+        false if !req.query.split('&').all(str::is_empty) => {
+            return Err(errors::bad(
+                "query parameters are not supported on rpc calls",
+                "les paramètres de requête ne sont pas pris en charge pour rpc",
+            ));
+        }
+        false if req.body.iter().all(u8::is_ascii_whitespace) => Value::Object(Default::default()),
+        false => parse_json(&req.body)?,
+    };
     let media = req.media()?;
-    let body = if req.body.iter().all(u8::is_ascii_whitespace) { Value::Object(Default::default()) } else { parse_json(&req.body)? };
+    let prefer = req.prefer()?;
+    let commit = prefer.tx != Some(TxPref::Rollback);
     let Value::Object(map) = &body else {
         return Err(errors::bad("rpc arguments must be one JSON object", "les arguments rpc doivent être un objet JSON"));
     };
     let keys: Vec<&str> = map.keys().map(String::as_str).collect();
     let (f, args) = pick(overloads, &keys)?;
+    if get && f.volatility == "v" {
+        return Err(errors::invalid_rpc_method(req.method.as_str()).with_hint("Only STABLE or IMMUTABLE functions can be called with GET."));
+    }
     let sql = call_sql(f, &args);
     let mut params = Params::default();
     if !args.is_empty() {
         params.push(Param::Text(body.to_string()));
     }
     if f.returns == Returns::Void {
-        run(state, &req.caller, &sql, &params, Mode::Count, |_| Ok(())).await?;
+        run(state, &req.caller, &sql, &params, Mode::Count, commit, |_| Ok(())).await?;
         return Ok(Reply::new(StatusCode::NO_CONTENT, None).into_response());
     }
-    let outcome = run(state, &req.caller, &sql, &params, Mode::Row, |_| Ok(())).await?;
+    let outcome = run(state, &req.caller, &sql, &params, Mode::Row, commit, |_| Ok(())).await?;
     let row = outcome.row()?;
     let (rows, mut text): (i64, String) = (row.get(0), row.get(1));
     let singular = media.singular && f.returns == Returns::Set;

@@ -240,3 +240,56 @@ async fn the_reload_listener_reconnects_and_catches_up_after_its_connection_is_k
     // No NOTIFY: the reload after reconnecting picks the change up.
     until_exposed(&api, "/rest/while_away", || async {}).await;
 }
+
+#[tokio::test]
+async fn get_calls_stable_functions_with_query_arguments_and_refuses_volatile_ones() {
+    let (app, w, owner) = setup().await;
+    let api = Api::new(&app, w.user_a, Some(w.tenant_a));
+    contact(&owner, w.tenant_a, "+15550000001", Some("Ann")).await;
+    contact(&owner, w.tenant_b, "+15550000002", Some("Bea")).await;
+    owner
+        .batch_execute(
+            "CREATE FUNCTION rpc.contact_count(p_prefix text DEFAULT '') RETURNS bigint LANGUAGE sql STABLE
+               AS $$ SELECT count(*) FROM public.contacts WHERE phone LIKE p_prefix || '%' $$;
+             GRANT EXECUTE ON FUNCTION rpc.contact_count(text) TO rowcast_app;",
+        )
+        .await
+        .unwrap();
+    until_exposed(&api, "/rest/rpc/contact_count", || async { owner.batch_execute("NOTIFY rowcast_reload").await.unwrap() }).await;
+    assert_eq!(api.get("/rest/rpc/contact_count").await.expect(200).json(), json!(1), "RLS applies: tenant A's row only");
+    assert_eq!(api.get("/rest/v1/rpc/contact_count?p_prefix=%2B1555").await.expect(200).json(), json!(1));
+    assert_eq!(api.get("/rest/rpc/contact_count?p_prefix=%2B9").await.expect(200).json(), json!(0));
+    let head = api.send("HEAD", "/rest/rpc/contact_count", &[], None).await.expect(200);
+    assert!(head.text.is_empty());
+    let r = api.get("/rest/rpc/contact_count?nope=1").await.expect(404);
+    assert_eq!(r.error_code(), "PGRST202");
+    let r = api.get("/rest/rpc/contact_count?p_prefix=a&p_prefix=b").await.expect(400);
+    assert_eq!(r.error_code(), "PGRST100");
+    // A volatile function is never run by GET: PostgREST's 405 PGRST101, nothing written.
+    let id = contact(&owner, w.tenant_a, "+15550000003", Some("Cy")).await;
+    let r = api.get(&format!("/rest/rpc/campaign_start?p_campaign_id={id}")).await.expect(405);
+    assert_eq!(r.error_code(), "PGRST101");
+    let r = api.send("PUT", "/rest/rpc/contact_count", &[], None).await.expect(405);
+    assert_eq!(r.error_code(), "PGRST101");
+}
+
+#[tokio::test]
+async fn prefer_tx_rollback_answers_as_usual_and_writes_nothing() {
+    let (app, w, owner) = setup().await;
+    let api = Api::new(&app, w.user_a, Some(w.tenant_a));
+    let prefer = ("prefer", "return=representation, tx=rollback");
+    let r =
+        api.post("/rest/contacts?select=first_name", json!({"phone": "+15550000009", "first_name": "Ghost"}), &[prefer]).await.expect(201);
+    assert_eq!(r.json(), json!([{"first_name": "Ghost"}]));
+    assert!(r.header("preference-applied").unwrap().contains("tx=rollback"), "{:?}", r.header("preference-applied"));
+    assert_eq!(count(&owner, "contacts", "true").await, 0, "rolled back");
+    let id = contact(&owner, w.tenant_a, "+15550000001", Some("Ann")).await;
+    api.patch(&format!("/rest/contacts?id=eq.{id}"), json!({"first_name": "Zed"}), &[prefer]).await.expect(200);
+    api.delete(&format!("/rest/contacts?id=eq.{id}"), &[prefer]).await.expect(200);
+    assert_eq!(count(&owner, "contacts", "first_name = 'Ann' AND deleted_at IS NULL").await, 1, "neither applied");
+    // The twin: tx=commit (and no preference) writes.
+    let commit = ("prefer", "tx=commit");
+    let r = api.patch(&format!("/rest/contacts?id=eq.{id}"), json!({"first_name": "Zed"}), &[commit]).await.expect(204);
+    assert!(r.header("preference-applied").unwrap_or_default().contains("tx=commit"));
+    assert_eq!(count(&owner, "contacts", "first_name = 'Zed'").await, 1);
+}

@@ -21,7 +21,7 @@ pub use crate::grammar::filter::{CmpOp, Condition, Filter, FtsOp, IsValue, Logic
 pub use crate::grammar::lex::{Column, ErrorKind, ParseError};
 pub use crate::grammar::path::{JsonKey, JsonStep, default_name as json_default_name};
 pub use order::{Direction, NullsOrder, OrderTerm};
-pub use prefer::{CountPref, Handling, MissingPref, Prefer, Resolution, ReturnPref, parse_prefer};
+pub use prefer::{CountPref, Handling, MissingPref, Prefer, Resolution, ReturnPref, TxPref, parse_prefer};
 pub use range::{effective_range, parse_range};
 pub use select::SelectItem;
 

@@ -486,6 +486,7 @@ fn prefer_basic() {
             missing: Some(MissingPref::Default),
             handling: None,
             max_affected: None,
+            tx: None,
         }
     );
     assert_eq!(parse_prefer("").unwrap(), Prefer::default());
@@ -525,7 +526,7 @@ fn prefer_strict() {
     let ok = parse_prefer("handling=strict, return=minimal").unwrap();
     assert_eq!(ok.handling, Some(Handling::Strict));
     for h in
-        ["handling=strict, foo", "foo=bar, handling=strict", "handling=strict, return=bogus", "return=minimal, handling=strict, tx=commit"]
+        ["handling=strict, foo", "foo=bar, handling=strict", "handling=strict, return=bogus", "return=minimal, handling=strict, tx=maybe"]
     {
         let e = parse_prefer(h).unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidPreference, "{h}");
