@@ -50,7 +50,7 @@ pub async fn read(state: &RestState, req: &RestRequest, table: &Table, head: boo
         offset,
         limit,
         count: prefer.count.is_some(),
-        shape: BodyShape { strip_nulls: media.strip_nulls },
+        shape: BodyShape { strip_nulls: media.strip_nulls, csv: media.csv },
     };
     let (sql, params) = read.build()?;
     let row = read_row(state, &req.caller, &sql, &params).await?;
@@ -64,6 +64,7 @@ pub async fn read(state: &RestState, req: &RestRequest, table: &Table, head: boo
         status: if media.singular { StatusCode::OK } else { status },
         body: (!head).then_some(body),
         singular: media.singular,
+        csv: media.csv,
         content_range: Some(content_range),
         applied: applied(&prefer, false),
     };
@@ -73,7 +74,7 @@ pub async fn read(state: &RestState, req: &RestRequest, table: &Table, head: boo
 fn returning<'a>(prefer: &Prefer, qp: &'a QueryParams, media: Media) -> Returning<'a> {
     match prefer.return_pref {
         Some(ReturnPref::Representation) => {
-            Returning::Rows { select: qp.select.as_deref(), shape: BodyShape { strip_nulls: media.strip_nulls } }
+            Returning::Rows { select: qp.select.as_deref(), shape: BodyShape { strip_nulls: media.strip_nulls, csv: media.csv } }
         }
         _ => Returning::Minimal,
     }
@@ -114,7 +115,7 @@ fn write_reply(outcome: &Outcome, ret: Returning<'_>, prefer: &Prefer, media: Me
         (false, false) => StatusCode::NO_CONTENT,
     };
     let content_range = Some(range_header(0, rows, total));
-    Ok(Reply { status, body, singular: media.singular, content_range, applied: applied(prefer, true) }.into_response())
+    Ok(Reply { status, body, singular: media.singular, csv: media.csv, content_range, applied: applied(prefer, true) }.into_response())
 }
 
 fn check_writable(table: &Table, columns: &[&Column], insert: bool) -> Result<(), ApiError> {
@@ -190,7 +191,7 @@ fn nothing_written(prefer: &Prefer, media: Media, ret: Returning<'_>, created: b
         (false, false) => StatusCode::NO_CONTENT,
     };
     let content_range = Some(range_header(0, 0, prefer.count.map(|_| 0)));
-    Ok(Reply { status, body, singular: false, content_range, applied: applied(prefer, true) }.into_response())
+    Ok(Reply { status, body, singular: false, csv: false, content_range, applied: applied(prefer, true) }.into_response())
 }
 
 fn require_filter(qp: &QueryParams, method: &str) -> Result<(), ApiError> {

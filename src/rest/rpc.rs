@@ -95,6 +95,9 @@ pub async fn call(state: &RestState, req: &RestRequest, name: &str) -> Result<Re
         false => parse_json(&req.body)?,
     };
     let media = req.media()?;
+    if media.csv {
+        return Err(errors::not_acceptable("text/csv"));
+    }
     let prefer = req.prefer()?;
     let commit = prefer.tx != Some(TxPref::Rollback);
     let Value::Object(map) = &body else {

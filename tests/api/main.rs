@@ -19,6 +19,7 @@ mod rest_conformance;
 mod rest_isolation;
 mod rest_operators;
 mod rest_rpc;
+mod rest_shapes;
 mod rest_supabase;
 mod rest_write;
 mod schema;

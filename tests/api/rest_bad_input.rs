@@ -67,7 +67,7 @@ fn cases(contact_id: uuid::Uuid) -> Vec<Case> {
         case("unbalanced parentheses", "GET", "/rest/contacts?or=(phone.eq.1", None, 400),
         with_header(case("unsatisfiable range", "GET", "/rest/contacts", None, 416), "range", "9-1"),
         with_header(case("malformed range", "GET", "/rest/contacts", None, 400), "range", "x-y"),
-        with_header(case("unsupported Accept", "GET", "/rest/contacts", None, 406), "accept", "text/csv"),
+        with_header(case("unsupported Accept", "GET", "/rest/contacts", None, 406), "accept", "text/html"),
         with_header(case("strict unknown preference", "GET", "/rest/contacts", None, 400), "prefer", "handling=strict, tx=bogus"),
         case("filters on POST", "POST", "/rest/contacts?phone=eq.1", Some("{}"), 400),
         case("limit on PATCH", "PATCH", &format!("/rest/contacts?id=eq.{contact_id}&limit=1"), Some("{}"), 400),
