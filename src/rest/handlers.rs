@@ -7,11 +7,11 @@ use warp::reply::Response;
 use super::body;
 use super::catalog::{Column, Table};
 use super::errors;
-use super::exec::{Mode, Outcome, read_row, run};
-use super::query::{Prefer, QueryParams, Resolution, ReturnPref, TxPref};
+use super::exec::{Mode, Outcome, planned_rows, read_row, run};
+use super::query::{CountPref, Prefer, QueryParams, Resolution, ReturnPref, TxPref};
 use super::reply::{Reply, applied, range_header, read_status, single};
-use super::request::{Media, RestRequest, window};
-use super::sql::{BodyShape, Param, Params, ReadSql};
+use super::request::{MAX_ROWS, Media, RestRequest, window};
+use super::sql::{BodyShape, Param, Params, ReadSql, explain_count_sql};
 use super::state::RestState;
 use super::write::{Conflict, InsertSql, Returning, delete_sql, payload_columns, update_sql};
 use crate::error::ApiError;
@@ -42,6 +42,20 @@ pub async fn read(state: &RestState, req: &RestRequest, table: &Table, head: boo
         return Err(errors::table_forbidden(&table.name, "read"));
     }
     let (offset, limit) = window(&qp, req.range()?)?;
+    // count=planned: the planner's estimate; count=estimated: exact below the row cap,
+    // else the estimate (PostgREST's rule, with db-max-rows = MAX_ROWS).
+    let planned = match prefer.count {
+        Some(CountPref::Planned | CountPref::Estimated) => {
+            let (explain, explain_params) = explain_count_sql(table, &qp.filters)?;
+            Some(planned_rows(state, &req.caller, &explain, &explain_params).await?)
+        }
+        _ => None,
+    };
+    let exact = match (prefer.count, planned) {
+        (Some(CountPref::Exact), _) => true,
+        (Some(CountPref::Estimated), Some(p)) => p <= MAX_ROWS as i64,
+        _ => false,
+    };
     let read = ReadSql {
         table,
         select: qp.select.as_deref(),
@@ -49,12 +63,14 @@ pub async fn read(state: &RestState, req: &RestRequest, table: &Table, head: boo
         order: &qp.order,
         offset,
         limit,
-        count: prefer.count.is_some(),
+        count: exact,
         shape: BodyShape { strip_nulls: media.strip_nulls, csv: media.csv },
     };
     let (sql, params) = read.build()?;
     let row = read_row(state, &req.caller, &sql, &params).await?;
     let (total, rows, body): (Option<i64>, i64, String) = (row.get(0), row.get(1), row.get(2));
+    // An estimate never claims fewer rows than were served (no false 206/416).
+    let total = total.or(planned.map(|p| p.max(offset.saturating_add(rows))));
     let (status, content_range) = match read_status(offset, rows, total) {
         Ok(s) => s,
         Err(response) => return Ok(response),

@@ -43,3 +43,27 @@ async fn hidden_columns_never_appear_in_csv() {
     assert_eq!(r.error_code(), "42501");
     assert!(!r.text.contains("whsec"));
 }
+
+#[tokio::test]
+async fn planned_and_estimated_counts_come_from_the_planner() {
+    let (app, w, owner) = setup().await;
+    for i in 0..3 {
+        contact(&owner, w.tenant_a, &format!("+1555000010{i}"), Some("Ann")).await;
+    }
+    contact(&owner, w.tenant_b, "+15550000200", Some("Bea")).await;
+    owner.batch_execute("ANALYZE contacts").await.unwrap();
+    let api = Api::new(&app, w.user_a, Some(w.tenant_a));
+    let planned = api.get_with("/rest/contacts?select=id&limit=2", &[("prefer", "count=planned")]).await;
+    let range = planned.header("content-range").unwrap().to_string();
+    let total: i64 = range.split('/').nth(1).unwrap().parse().unwrap_or_else(|_| panic!("a number: {range}"));
+    assert!(total >= 2, "{range}");
+    assert_eq!(planned.header("preference-applied"), Some("count=planned"));
+    // Estimated: exact when the estimate is under the row cap, so tenant A's 3 rows.
+    let r = api.get_with("/rest/contacts?select=id&limit=2", &[("prefer", "count=estimated")]).await.expect(206);
+    assert_eq!(r.header("content-range"), Some("0-1/3"));
+    assert_eq!(r.header("preference-applied"), Some("count=estimated"));
+    // Filters are planned with their bound values; a hidden column is still refused.
+    api.get_with("/rest/contacts?select=id&first_name=eq.Ann", &[("prefer", "count=planned")]).await.expect(200);
+    let admin = Api::new(&app, w.admin_a, Some(w.tenant_a));
+    admin.get_with("/rest/webhooks?secret=eq.x", &[("prefer", "count=planned")]).await.expect(403);
+}

@@ -14,7 +14,7 @@ mod select;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use filter::{filter_sql, mentions, where_sql};
+pub use filter::{explain_count_sql, filter_sql, mentions, where_sql};
 pub use order::order_sql;
 pub use read::{BodyShape, ReadSql};
 pub use select::select_sql;
