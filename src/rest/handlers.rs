@@ -8,7 +8,7 @@ use super::body;
 use super::catalog::{Column, Table};
 use super::errors;
 use super::exec::{Mode, Outcome, planned_rows, read_row, run};
-use super::query::{CountPref, Prefer, QueryParams, Resolution, ReturnPref, TxPref};
+use super::query::{Column as ColName, CountPref, Prefer, QueryParams, Resolution, ReturnPref, SelectItem, TxPref};
 use super::reply::{Reply, applied, range_header, read_status, single};
 use super::request::{MAX_ROWS, Media, RestRequest, window};
 use super::sql::{BodyShape, Param, Params, ReadSql, explain_count_sql};
@@ -172,7 +172,16 @@ pub async fn create(state: &RestState, req: &RestRequest, table: &Table) -> Resu
     let rows = body::insert_rows(&req.body, qp.columns.is_some())?;
     let columns = payload_columns(table, &rows.keys, qp.columns.as_deref())?;
     check_writable(table, &columns, true)?;
-    let ret = returning(&prefer, &qp, media);
+    // return=headers-only: the primary key is returned, only to build `Location`.
+    let key_select: Vec<SelectItem> =
+        table.primary_key.iter().map(|k| SelectItem::Field { column: ColName(k.clone()), alias: None, cast: None }).collect();
+    let headers_only = prefer.return_pref == Some(ReturnPref::HeadersOnly)
+        && !key_select.is_empty()
+        && table.primary_key.iter().all(|k| table.column(k).is_some_and(|c| c.can_select));
+    let ret = match headers_only {
+        true => Returning::Rows { select: Some(&key_select), shape: BodyShape::default() },
+        false => returning(&prefer, &qp, media),
+    };
     if rows.count == 0 {
         return nothing_written(&prefer, media, ret, true);
     }
@@ -192,7 +201,36 @@ pub async fn create(state: &RestState, req: &RestRequest, table: &Table) -> Resu
     params.push(Param::Text(rows.json));
     let mode = if matches!(ret, Returning::Minimal) { Mode::Count } else { Mode::Row };
     let outcome = run(state, &req.caller, &sql, &params, mode, prefer.tx != Some(TxPref::Rollback), write_check(media, None)).await?;
+    if headers_only {
+        return headers_only_reply(&outcome, table, &prefer);
+    }
     write_reply(&outcome, ret, &prefer, media, true)
+}
+
+/// 201 without a body; `Location: /table?pk=eq.value` when one row was created (PostgREST).
+fn headers_only_reply(outcome: &Outcome, table: &Table, prefer: &Prefer) -> Result<Response, ApiError> {
+    let row = outcome.row()?;
+    let (rows, body): (i64, String) = (row.get(0), row.get(1));
+    let content_range = Some(range_header(0, rows, prefer.count.map(|_| rows)));
+    let reply =
+        Reply { status: StatusCode::CREATED, body: None, singular: false, csv: false, content_range, applied: applied(prefer, true) };
+    let mut response = reply.into_response();
+    let keys: serde_json::Value = serde_json::from_str(&body).map_err(|e| ApiError::internal(&e))?;
+    if let (1, Some(key)) = (rows, keys.get(0)) {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for k in &table.primary_key {
+            let v = match &key[k.as_str()] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            query.append_pair(k, &format!("eq.{v}"));
+        }
+        let location = format!("/{}?{}", table.name, query.finish());
+        if let Ok(v) = warp::http::HeaderValue::from_str(&location) {
+            response.headers_mut().insert("location", v);
+        }
+    }
+    Ok(response)
 }
 
 /// The answer when the body holds nothing to write (`[]`, or `{}` for PATCH): no statement.

@@ -67,3 +67,24 @@ async fn planned_and_estimated_counts_come_from_the_planner() {
     let admin = Api::new(&app, w.admin_a, Some(w.tenant_a));
     admin.get_with("/rest/webhooks?secret=eq.x", &[("prefer", "count=planned")]).await.expect(403);
 }
+
+#[tokio::test]
+async fn return_headers_only_is_a_201_with_location_and_no_body() {
+    let (app, w, owner) = setup().await;
+    let api = Api::new(&app, w.user_a, Some(w.tenant_a));
+    let prefer = ("prefer", "return=headers-only");
+    let r = api.post("/rest/contacts", json!({"phone": "+15550000301", "first_name": "Hed"}), &[prefer]).await.expect(201);
+    assert!(r.text.is_empty(), "no body: {}", r.text);
+    assert_eq!(r.header("preference-applied"), Some("return=headers-only"));
+    let location = r.header("location").expect("Location").to_string();
+    assert!(location.starts_with("/contacts?id=eq."), "{location}");
+    let read = api.get(&format!("/rest{location}&select=first_name")).await.expect(200);
+    assert_eq!(read.json(), json!([{"first_name": "Hed"}]), "Location addresses the new row");
+    // Several rows: 201, no body, no Location (as PostgREST).
+    let rows = json!([{"phone": "+15550000302"}, {"phone": "+15550000303"}]);
+    let r = api.post("/rest/contacts", rows, &[prefer]).await.expect(201);
+    assert!(r.text.is_empty() && r.header("location").is_none());
+    assert_eq!(r.header("content-range"), Some("0-1/*"));
+    let n: i64 = owner.query_one("SELECT count(*) FROM contacts", &[]).await.unwrap().get(0);
+    assert_eq!(n, 3);
+}
