@@ -293,3 +293,45 @@ async fn prefer_tx_rollback_answers_as_usual_and_writes_nothing() {
     assert!(r.header("preference-applied").unwrap_or_default().contains("tx=commit"));
     assert_eq!(count(&owner, "contacts", "first_name = 'Zed'").await, 1);
 }
+
+#[tokio::test]
+async fn set_returning_functions_take_select_filters_order_limit_and_count() {
+    let (app, w, owner) = setup().await;
+    let api = Api::new(&app, w.user_a, Some(w.tenant_a));
+    for (phone, name) in [("+15550000001", "Ann"), ("+15550000002", "Bob"), ("+15550000003", "Cy")] {
+        contact(&owner, w.tenant_a, phone, Some(name)).await;
+    }
+    contact(&owner, w.tenant_b, "+15550000004", Some("Bea")).await;
+    owner
+        .batch_execute(
+            "CREATE FUNCTION rpc.contacts_from(p_prefix text DEFAULT '+1') RETURNS SETOF public.contacts LANGUAGE sql STABLE
+               AS $$ SELECT * FROM public.contacts WHERE phone LIKE p_prefix || '%' $$;
+             GRANT EXECUTE ON FUNCTION rpc.contacts_from(text) TO rowcast_app;",
+        )
+        .await
+        .unwrap();
+    until_exposed(&api, "/rest/rpc/contacts_from", || async { owner.batch_execute("NOTIFY rowcast_reload").await.unwrap() }).await;
+    let r = api
+        .get_with(
+            "/rest/rpc/contacts_from?p_prefix=%2B1555&select=first_name&first_name=neq.Bob&order=first_name.desc&limit=1",
+            &[("prefer", "count=exact")],
+        )
+        .await
+        .expect(206);
+    assert_eq!(r.json(), json!([{"first_name": "Cy"}]), "RLS: B's Bea never appears");
+    assert_eq!(r.header("content-range"), Some("0-0/2"));
+    let r =
+        api.post("/rest/rpc/contacts_from?select=n:first_name&or=(first_name.eq.Ann,first_name.eq.Bea)", json!({}), &[]).await.expect(200);
+    assert_eq!(r.json(), json!([{"n": "Ann"}]));
+    let r = api.get("/rest/rpc/contacts_from?select=phone&first_name=eq.Ann").await.expect(200);
+    assert_eq!(r.json(), json!([{"phone": "+15550000001"}]));
+    api.get("/rest/rpc/contacts_from?select=nope").await.expect(400);
+    let r = api.get_with("/rest/rpc/contacts_from?first_name=eq.Ann", &[SINGULAR]).await.expect(200);
+    assert_eq!(r.json()["first_name"], "Ann");
+    // Not a set of table rows: shaping is refused, not ignored.
+    let r = api
+        .post("/rest/rpc/group_add_contacts?select=x", json!({"p_group_id": uuid::Uuid::nil(), "p_contact_ids": []}), &[])
+        .await
+        .expect(400);
+    assert_eq!(r.error_code(), "PGRST100");
+}

@@ -25,7 +25,8 @@ pub use prefer::{CountPref, Handling, MissingPref, Prefer, Resolution, ReturnPre
 pub use range::{effective_range, parse_range};
 pub use select::SelectItem;
 
-use crate::grammar::filter::{RESERVED_PARAMS, filter_param, param_context};
+pub use crate::grammar::filter::RESERVED_PARAMS;
+use crate::grammar::filter::{filter_param, param_context};
 use crate::grammar::lex::{
     Cursor, Result, decode_component, expect_end, parse_column, parse_u64, split_items, syntax, unquoted_bytes, unsupported,
 };

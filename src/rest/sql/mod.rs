@@ -15,7 +15,7 @@ mod select;
 pub(crate) mod tests;
 
 pub use filter::{explain_count_sql, filter_sql, mentions, where_sql};
-pub use order::order_sql;
+pub use order::{order_sql, order_sql_on};
 pub use read::{BodyShape, ReadSql};
 pub use select::select_sql;
 
