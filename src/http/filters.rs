@@ -126,7 +126,11 @@ pub fn identify(
 
 /// The verified caller. 401 (before any database work) when the token is missing or bad.
 pub fn principal(core: Arc<Core>) -> impl Filter<Extract = (Principal,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+    // supabase-js sends `apikey`; without `Authorization` it is the bearer token.
+    let header = warp::header::optional::<String>("authorization")
+        .and(warp::header::optional::<String>("apikey"))
+        .map(|auth: Option<String>, apikey: Option<String>| auth.or_else(|| apikey.map(|k| format!("Bearer {}", k.trim()))));
+    header.and_then(move |header: Option<String>| {
         let core = core.clone();
         async move { authenticate(&core.jwt, header.as_deref(), None).map_err(|e| warp::reject::custom(Door::Http.auth_error(e))) }
     })

@@ -90,7 +90,7 @@ async fn dispatch(state: &RestState, req: &RestRequest) -> Result<Response, ApiE
             _ => Err(errors::unsupported_method(req.method.as_str(), "GET, HEAD")),
         },
         Target::Rpc(name) => match req.method {
-            Method::POST => rpc::call(state, req, name).await,
+            Method::POST | Method::GET | Method::HEAD => rpc::call(state, req, name).await,
             _ => Err(errors::invalid_rpc_method(req.method.as_str())),
         },
         Target::Table(name) => {

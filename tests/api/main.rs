@@ -21,5 +21,7 @@ mod rest_embed;
 mod rest_isolation;
 mod rest_operators;
 mod rest_rpc;
+mod rest_shapes;
+mod rest_supabase;
 mod rest_write;
 mod schema;

@@ -22,11 +22,12 @@ pub use crate::grammar::filter::{CmpOp, Condition, Filter, FtsOp, IsValue, Logic
 pub use crate::grammar::lex::{Column, ErrorKind, ParseError};
 pub use crate::grammar::path::{JsonKey, JsonStep, default_name as json_default_name};
 pub use order::{Direction, NullsOrder, OrderTerm};
-pub use prefer::{CountPref, Handling, MissingPref, Prefer, Resolution, ReturnPref, parse_prefer};
+pub use prefer::{CountPref, Handling, MissingPref, Prefer, Resolution, ReturnPref, TxPref, parse_prefer};
 pub use range::{effective_range, parse_range};
 pub use select::{Aggregate, AggregateFn, Embed, JoinType, MAX_EMBED_DEPTH, SelectItem};
 
-use crate::grammar::filter::{RESERVED_PARAMS, filter_param, param_context};
+pub use crate::grammar::filter::RESERVED_PARAMS;
+use crate::grammar::filter::{filter_param, param_context};
 use crate::grammar::lex::{
     Cursor, Result, decode_component, expect_end, parse_column, parse_u64, split_items, syntax, unquoted_bytes, unsupported,
 };
@@ -127,6 +128,11 @@ fn apply_reserved(qp: &mut QueryParams, seen: &mut Vec<String>, key: &str, value
         "order" => {
             let items = split_items(value, "order")?.into_iter();
             qp.order = items.map(order::parse_order_term).collect::<Result<_>>()?;
+        }
+        "limit" if value.strip_prefix('-').is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) => {
+            // PostgREST: 416 PGRST103 (postgrest-js sends `.range(5, 2)` as limit=-2).
+            let e = ParseError::new(ErrorKind::InvalidRange, "Requested range not satisfiable");
+            return Err(e.detail("Limit should be greater than or equal to zero."));
         }
         "limit" => qp.limit = Some(parse_u64(value)?),
         "offset" => qp.offset = Some(parse_u64(value)?),

@@ -28,6 +28,13 @@ pub enum MissingPref {
     Null,
 }
 
+/// `tx=commit` / `tx=rollback`: whether a write's transaction ends with COMMIT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxPref {
+    Commit,
+    Rollback,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handling {
     Lenient,
@@ -45,6 +52,8 @@ pub struct Prefer {
     pub handling: Option<Handling>,
     /// `max-affected=<n>` (PostgREST 13): a PATCH/DELETE touching more rows is refused.
     pub max_affected: Option<u64>,
+    /// `tx=rollback`: run everything, answer as usual, then roll back.
+    pub tx: Option<TxPref>,
 }
 
 /// Records `token` in `prefer` (first value wins); false if it is not recognised.
@@ -66,6 +75,8 @@ fn apply_preference(p: &mut Prefer, token: &str) -> bool {
         "missing=null" => keep(&mut p.missing, MissingPref::Null),
         "handling=lenient" => keep(&mut p.handling, Handling::Lenient),
         "handling=strict" => keep(&mut p.handling, Handling::Strict),
+        "tx=commit" => keep(&mut p.tx, TxPref::Commit),
+        "tx=rollback" => keep(&mut p.tx, TxPref::Rollback),
         _ => match token.strip_prefix("max-affected=").map(parse_u64) {
             Some(Ok(n)) => keep(&mut p.max_affected, n),
             _ => false,

@@ -156,7 +156,7 @@ fn limit_offset() {
 
 #[test]
 fn limit_offset_errors() {
-    syntax_err("limit=-1", "negative");
+    assert_eq!(err("limit=-1").kind, ErrorKind::InvalidRange, "a negative limit is PostgREST's 416");
     syntax_err("offset=-5", "negative");
     syntax_err("limit=abc", "non-negative integer");
     syntax_err("limit=", "must not be empty");
@@ -491,6 +491,7 @@ fn prefer_basic() {
             missing: Some(MissingPref::Default),
             handling: None,
             max_affected: None,
+            tx: None,
         }
     );
     assert_eq!(parse_prefer("").unwrap(), Prefer::default());
@@ -530,7 +531,7 @@ fn prefer_strict() {
     let ok = parse_prefer("handling=strict, return=minimal").unwrap();
     assert_eq!(ok.handling, Some(Handling::Strict));
     for h in
-        ["handling=strict, foo", "foo=bar, handling=strict", "handling=strict, return=bogus", "return=minimal, handling=strict, tx=commit"]
+        ["handling=strict, foo", "foo=bar, handling=strict", "handling=strict, return=bogus", "return=minimal, handling=strict, tx=maybe"]
     {
         let e = parse_prefer(h).unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidPreference, "{h}");

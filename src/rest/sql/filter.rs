@@ -84,6 +84,14 @@ fn condition_sql(table: &Table, qual: &str, c: &Condition, params: &mut Params, 
     Ok(())
 }
 
+/// `EXPLAIN (FORMAT JSON) SELECT 1 FROM t WHERE …`: the planner's estimate of the rows the
+/// filters select (PostgREST's `count=planned`), with its own parameters.
+pub fn explain_count_sql(table: &Table, filters: &[Filter]) -> Result<(String, Params), ApiError> {
+    let mut params = Params::default();
+    let filter = where_sql(table, filters, false, &mut params)?;
+    Ok((format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {}{filter}", table.qualified), params))
+}
+
 /// Whether any filter (at any depth) names `column`.
 pub fn mentions(filters: &[Filter], column: &str) -> bool {
     filters.iter().any(|f| match f {

@@ -8,6 +8,11 @@ use crate::rest::query::{Direction, NullsOrder, OrderTerm};
 
 /// `ORDER BY …`, or empty. JSON path keys become parameters in `params`.
 pub fn order_sql(table: &Table, terms: &[OrderTerm], params: &mut Params) -> Result<String, ApiError> {
+    order_sql_on(table, &table.ident, terms, params)
+}
+
+/// [`order_sql`] over the rows of `qual` (e.g. a function's results).
+pub fn order_sql_on(table: &Table, qual: &str, terms: &[OrderTerm], params: &mut Params) -> Result<String, ApiError> {
     let mut parts = Vec::with_capacity(terms.len());
     for t in terms {
         let col = readable(table, t.column.as_str())?;
@@ -17,7 +22,7 @@ pub fn order_sql(table: &Table, terms: &[OrderTerm], params: &mut Params) -> Res
             Some(NullsOrder::Last) => " NULLS LAST",
             None => "",
         };
-        let lhs = format!("{}.{}", table.ident, col.ident);
+        let lhs = format!("{qual}.{}", col.ident);
         let (lhs, _) = json_path_sql(lhs, col, &t.path, params);
         parts.push(format!("{lhs} {dir}{nulls}"));
     }

@@ -12,14 +12,22 @@ use crate::rest::query::{OrderTerm, SelectItem};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BodyShape {
     pub strip_nulls: bool,
+    /// `text/csv`: a header line of the column names, then one line per row (as PostgREST).
+    pub csv: bool,
 }
 
+/// CSV from the rows of `pgrst_s`: the first row's keys, then each row's record text
+/// (`(a,"b c",)` without its parentheses: quoted where needed, NULL empty), as PostgREST.
+const CSV_AGG: &str = "coalesce((SELECT string_agg(pgrst_k, ',') FROM json_object_keys((array_agg(row_to_json(pgrst_s)))[1]) pgrst_k), '') \
+                       || chr(10) || coalesce(string_agg(substring(pgrst_s::text, 2, length(pgrst_s::text) - 2), chr(10)), '')";
+
 impl BodyShape {
-    /// `coalesce(json_agg(pgrst_s), '[]')`, optionally without null fields.
+    /// `coalesce(json_agg(pgrst_s), '[]')`, optionally without null fields, or CSV.
     pub fn agg(self) -> &'static str {
-        match self.strip_nulls {
-            false => "coalesce(json_agg(pgrst_s), '[]')::text",
-            true => "json_strip_nulls(coalesce(json_agg(pgrst_s), '[]'))::text",
+        match (self.csv, self.strip_nulls) {
+            (true, _) => CSV_AGG,
+            (false, false) => "coalesce(json_agg(pgrst_s), '[]')::text",
+            (false, true) => "json_strip_nulls(coalesce(json_agg(pgrst_s), '[]'))::text",
         }
     }
 }
