@@ -16,7 +16,7 @@ pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    /// SQLSTATE or an `RC…` code.
+    /// The SQLSTATE when the database decided, else PostgREST's `PGRST…` code.
     pub code: String,
     pub message: String,
     /// French text of `message`, when one is known.
@@ -48,14 +48,19 @@ impl ApiError {
         self
     }
 
-    /// 400: the request is malformed.
+    /// 400 `PGRST100`: the request (query string, header) is malformed.
     pub fn bad_request(en: impl Into<String>, fr: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "RC100", en, fr)
+        Self::new(StatusCode::BAD_REQUEST, "PGRST100", en, fr)
     }
 
-    /// 401: no valid credentials.
+    /// 400 `PGRST102`: the request body is malformed.
+    pub fn bad_body(en: impl Into<String>, fr: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "PGRST102", en, fr)
+    }
+
+    /// 401 `PGRST301`: the token could not be decoded or verified.
     pub fn unauthorized(en: impl Into<String>, fr: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "RC301", en, fr)
+        Self::new(StatusCode::UNAUTHORIZED, "PGRST301", en, fr)
     }
 
     /// 403: authenticated, but not allowed.
@@ -63,20 +68,20 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "42501", en, fr)
     }
 
-    /// 404: nothing at this address.
+    /// 404 `PGRST125`: nothing at this address.
     pub fn not_found(en: impl Into<String>, fr: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "RC404", en, fr)
+        Self::new(StatusCode::NOT_FOUND, "PGRST125", en, fr)
     }
 
-    /// 503: the database (or the pool in front of it) cannot serve now; retry later.
+    /// 503 `PGRST000`: the database cannot serve now; retry later.
     pub fn unavailable(en: impl Into<String>, fr: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "RC503", en, fr)
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "PGRST000", en, fr)
     }
 
-    /// 500: a fault of ours. The cause is logged; the client sees nothing of it.
+    /// 500 `PGRSTX00`: a fault of ours. The cause is logged; the client sees nothing of it.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "RC500", "internal server error", "erreur interne du serveur")
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "PGRSTX00", "internal server error", "erreur interne du serveur")
     }
 
     pub fn message_in(&self, lang: Lang) -> &str {
@@ -120,9 +125,12 @@ impl From<deadpool_postgres::PoolError> for ApiError {
         match err {
             PoolError::Timeout(_) => {
                 metrics::counter!("rowcast_pool_timeouts_total").increment(1);
-                Self::unavailable(
-                    "database pool exhausted: no connection became free in time",
-                    "pool de connexions saturé : aucune connexion libre à temps",
+                // PostgREST answers PGRST003 with 504; SPEC §7 keeps 503 for an exhausted pool.
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "PGRST003",
+                    "timed out acquiring connection from connection pool",
+                    "délai dépassé pour obtenir une connexion du pool",
                 )
                 .with_hint("Retry later.")
             }
@@ -150,33 +158,121 @@ impl From<tokio_postgres::Error> for ApiError {
     }
 }
 
+/// PostgREST 13's HTTP status for a SQLSTATE (docs "Errors", table "HTTP Status Codes"):
+/// classes first, then the exact codes it singles out. Every caller of rowcast is
+/// authenticated, so `42501` is 403 (PostgREST's 401 is for its anonymous role).
+pub fn sqlstate_status(code: &str, message: &str) -> StatusCode {
+    let status = |n: u16| StatusCode::from_u16(n).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(n) = code.strip_prefix("PT") {
+        return n.parse::<u16>().ok().filter(|n| (100..600).contains(n)).map_or(StatusCode::INTERNAL_SERVER_ERROR, status);
+    }
+    match code {
+        "23503" | "23505" => status(409),
+        "25006" => status(405),
+        "21000" if message.ends_with("requires a WHERE clause") => status(400),
+        "21000" => status(500),
+        "53400" => status(500),
+        "57P01" => status(503),
+        "P0001" => status(400),
+        "42883" => status(404),
+        "42P01" => status(404),
+        "42P17" => status(500),
+        "42501" => status(403),
+        _ => match code.get(..2).unwrap_or("") {
+            "08" | "53" => status(503),
+            "0L" | "0P" | "28" => status(403),
+            "09" | "25" | "2D" | "38" | "39" | "3B" | "40" | "54" | "55" | "57" | "58" | "F0" | "HV" | "P0" | "XX" => status(500),
+            _ => status(400),
+        },
+    }
+}
+
+/// French label for a status class of database errors.
+fn fr_prefix(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        403 => "permission refusée",
+        404 => "introuvable",
+        405 => "opération non permise",
+        409 => "conflit",
+        _ => "requête refusée",
+    }
+}
+
+/// Server-side database errors whose message is safe to show (no SQL, no internals).
+fn safe_server_message(code: &str) -> Option<(&'static str, &'static str)> {
+    Some(match code {
+        "57014" => ("canceling statement due to statement timeout", "requête annulée : délai dépassé"),
+        "40001" => ("could not serialize access due to concurrent update", "accès concurrent : réessayez"),
+        "40P01" => ("deadlock detected", "interblocage détecté : réessayez"),
+        _ => return None,
+    })
+}
+
 fn from_db_error(db: &tokio_postgres::error::DbError) -> ApiError {
     if let Some(err) = classes::client_limit(db) {
         return err;
     }
     let code = db.code().code();
-    if let Some(c) = db.constraint().and_then(constraints::lookup) {
-        return ApiError::new(c.status, code, c.en, c.fr).with_details(format!("constraint {}", c.name));
+    let status = sqlstate_status(code, db.message());
+    if status.is_server_error() {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(sqlstate = code, "transient database error");
+            return ApiError::new(status, code, "database unavailable, retry later", "base de données indisponible, réessayez plus tard");
+        }
+        if let Some((en, fr)) = safe_server_message(code) {
+            tracing::warn!(sqlstate = code, message = db.message(), "database error");
+            return ApiError::new(status, code, en, fr).with_hint("Retry later, or narrow the query.");
+        }
+        tracing::error!(sqlstate = code, message = db.message(), "database error");
+        return ApiError::new(status, code, "internal database error", "erreur interne de la base de données");
     }
-    let (status, fr_prefix) = match code {
-        "42501" => (StatusCode::FORBIDDEN, "permission refusée"),
-        "23505" | "23503" | "23P01" => (StatusCode::CONFLICT, "conflit"),
-        "23502" | "23514" => (StatusCode::UNPROCESSABLE_ENTITY, "donnée invalide"),
-        "P0001" => (StatusCode::CONFLICT, "action refusée"),
-        c if c.starts_with("22") => (StatusCode::BAD_REQUEST, "valeur invalide"),
-        "54000" => (StatusCode::PAYLOAD_TOO_LARGE, "trop volumineux"),
-        "57014" => {
-            return ApiError::unavailable("statement timeout: the query took too long", "délai dépassé : la requête a pris trop de temps")
-                .with_hint("Narrow the query or retry later.");
-        }
-        c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") || c.starts_with("40") => {
-            tracing::warn!(sqlstate = c, "transient database error");
-            return ApiError::unavailable("database unavailable, retry later", "base de données indisponible, réessayez plus tard");
-        }
-        _ => return ApiError::internal(&format_args!("{code}: {}", db.message())),
-    };
-    let mut err = ApiError::new(status, code, db.message(), format!("{fr_prefix} : {}", db.message()));
+    if let Some(c) = db.constraint().and_then(constraints::lookup) {
+        return ApiError::new(status, code, c.en, c.fr).with_details(format!("constraint {}", c.name));
+    }
+    let mut err = ApiError::new(status, code, db.message(), format!("{} : {}", fr_prefix(status), db.message()));
     err.details = db.detail().map(str::to_string);
     err.hint = db.hint().map(str::to_string);
     err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_map_to_postgrest_statuses() {
+        for (code, want) in [
+            ("23502", 400),
+            ("23514", 400),
+            ("P0001", 400),
+            ("22P02", 400),
+            ("42703", 400),
+            ("23503", 409),
+            ("23505", 409),
+            ("42501", 403),
+            ("42883", 404),
+            ("42P01", 404),
+            ("25006", 405),
+            ("25001", 500),
+            ("53400", 500),
+            ("53300", 503),
+            ("08006", 503),
+            ("57P01", 503),
+            ("57014", 500),
+            ("40001", 500),
+            ("54001", 500),
+            ("XX000", 500),
+            ("P0002", 500),
+            ("28000", 403),
+            ("0P000", 403),
+            ("PT409", 409),
+            ("PT402", 402),
+            ("PTxyz", 500),
+            ("PT999", 500),
+        ] {
+            assert_eq!(sqlstate_status(code, "").as_u16(), want, "{code}");
+        }
+        assert_eq!(sqlstate_status("21000", "UPDATE requires a WHERE clause").as_u16(), 400);
+        assert_eq!(sqlstate_status("21000", "more than one row returned").as_u16(), 500);
+    }
 }

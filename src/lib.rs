@@ -9,6 +9,7 @@ pub mod core;
 pub mod db;
 pub mod dev;
 pub mod error;
+pub mod grammar;
 pub mod http;
 pub mod i18n;
 pub mod me;

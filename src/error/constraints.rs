@@ -32,31 +32,31 @@ const CONSTRAINTS: &[ConstraintMessage] = &[
     },
     ConstraintMessage {
         name: "users_email_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "email is not a valid address",
         fr: "l'adresse e-mail n'est pas valide",
     },
     ConstraintMessage {
         name: "tenants_name_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a tenant name must have 1 to 200 characters",
         fr: "le nom d'un locataire doit compter de 1 à 200 caractères",
     },
     ConstraintMessage {
         name: "users_name_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a user name must have 1 to 200 characters",
         fr: "le nom d'un utilisateur doit compter de 1 à 200 caractères",
     },
     ConstraintMessage {
         name: "users_platform_role_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "platform_role must be platform_admin or null",
         fr: "platform_role doit valoir platform_admin ou null",
     },
     ConstraintMessage {
         name: "memberships_role_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a membership role must be tenant_admin or tenant_user",
         fr: "le rôle d'un membre doit être tenant_admin ou tenant_user",
     },
@@ -80,31 +80,31 @@ const CONSTRAINTS: &[ConstraintMessage] = &[
     },
     ConstraintMessage {
         name: "plans_code_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a plan code is 1 to 63 lowercase letters, digits, - or _",
         fr: "le code d'un forfait compte de 1 à 63 minuscules, chiffres, - ou _",
     },
     ConstraintMessage {
         name: "plans_name_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a plan name must have 1 to 200 characters",
         fr: "le nom d'un forfait doit compter de 1 à 200 caractères",
     },
     ConstraintMessage {
         name: "plans_price_cents_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a plan price cannot be negative",
         fr: "le prix d'un forfait ne peut pas être négatif",
     },
     ConstraintMessage {
         name: "plans_currency_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "currency must be an ISO 4217 code such as EUR",
         fr: "la devise doit être un code ISO 4217, par exemple EUR",
     },
     ConstraintMessage {
         name: "plans_billing_interval_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "billing_interval must be month or year",
         fr: "billing_interval doit valoir month ou year",
     },
@@ -128,19 +128,19 @@ const CONSTRAINTS: &[ConstraintMessage] = &[
     },
     ConstraintMessage {
         name: "limit_policies_metric_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a metric name is lowercase letters, digits and _",
         fr: "le nom d'une mesure s'écrit en minuscules, chiffres et _",
     },
     ConstraintMessage {
         name: "limit_policies_limit_value_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a limit cannot be negative",
         fr: "une limite ne peut pas être négative",
     },
     ConstraintMessage {
         name: "limit_policies_period_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "period must be day, month or lifetime",
         fr: "period doit valoir day, month ou lifetime",
     },
@@ -164,19 +164,19 @@ const CONSTRAINTS: &[ConstraintMessage] = &[
     },
     ConstraintMessage {
         name: "subscriptions_status_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "status must be trialing, active, past_due or cancelled",
         fr: "status doit valoir trialing, active, past_due ou cancelled",
     },
     ConstraintMessage {
         name: "subscriptions_period_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "the period must end after it starts",
         fr: "la période doit finir après son début",
     },
     ConstraintMessage {
         name: "subscriptions_cancelled_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "cancelled_at is set exactly when the status is cancelled",
         fr: "cancelled_at est renseigné si et seulement si le statut est cancelled",
     },
@@ -194,19 +194,19 @@ const CONSTRAINTS: &[ConstraintMessage] = &[
     },
     ConstraintMessage {
         name: "usages_metric_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a metric name is lowercase letters, digits and _",
         fr: "le nom d'une mesure s'écrit en minuscules, chiffres et _",
     },
     ConstraintMessage {
         name: "usages_period_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "the period must end after it starts",
         fr: "la période doit finir après son début",
     },
     ConstraintMessage {
         name: "usages_quantity_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a quantity cannot be negative",
         fr: "une quantité ne peut pas être négative",
     },
@@ -224,37 +224,37 @@ const CONSTRAINTS: &[ConstraintMessage] = &[
     },
     ConstraintMessage {
         name: "contacts_phone_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "phone must be an E.164 number such as +33612345678",
         fr: "le téléphone doit être un numéro E.164, par exemple +33612345678",
     },
     ConstraintMessage {
         name: "contacts_first_name_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a first name has at most 200 characters",
         fr: "un prénom compte au plus 200 caractères",
     },
     ConstraintMessage {
         name: "contacts_last_name_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a last name has at most 200 characters",
         fr: "un nom compte au plus 200 caractères",
     },
     ConstraintMessage {
         name: "contacts_email_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "email is not a valid address",
         fr: "l'adresse e-mail n'est pas valide",
     },
     ConstraintMessage {
         name: "contacts_language_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "language must be a language tag such as en or fr-CA",
         fr: "la langue doit être une étiquette comme en ou fr-CA",
     },
     ConstraintMessage {
         name: "contacts_attributes_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "attributes must be a JSON object",
         fr: "attributes doit être un objet JSON",
     },
@@ -272,7 +272,7 @@ const CONSTRAINTS: &[ConstraintMessage] = &[
     },
     ConstraintMessage {
         name: "groups_name_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a group name must have 1 to 200 characters",
         fr: "le nom d'un groupe doit compter de 1 à 200 caractères",
     },
@@ -314,31 +314,31 @@ const CONSTRAINTS: &[ConstraintMessage] = &[
     },
     ConstraintMessage {
         name: "message_templates_name_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a template name must have 1 to 200 characters",
         fr: "le nom d'un modèle doit compter de 1 à 200 caractères",
     },
     ConstraintMessage {
         name: "message_templates_language_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "language must be a language tag such as en or fr-CA",
         fr: "la langue doit être une étiquette comme en ou fr-CA",
     },
     ConstraintMessage {
         name: "message_templates_category_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "category must be marketing, utility or authentication",
         fr: "category doit valoir marketing, utility ou authentication",
     },
     ConstraintMessage {
         name: "message_templates_body_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a template body must have 1 to 4096 characters",
         fr: "le corps d'un modèle doit compter de 1 à 4096 caractères",
     },
     ConstraintMessage {
         name: "message_templates_variables_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "variables must be at most 50 names made of letters, digits and _",
         fr: "variables doit contenir au plus 50 noms faits de lettres, chiffres et _",
     },
@@ -362,25 +362,25 @@ const CONSTRAINTS: &[ConstraintMessage] = &[
     },
     ConstraintMessage {
         name: "campaigns_name_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a campaign name must have 1 to 200 characters",
         fr: "le nom d'une campagne doit compter de 1 à 200 caractères",
     },
     ConstraintMessage {
         name: "campaigns_status_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "status must be draft, scheduled, running, completed or cancelled",
         fr: "status doit valoir draft, scheduled, running, completed ou cancelled",
     },
     ConstraintMessage {
         name: "campaigns_scheduled_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a scheduled campaign needs scheduled_at",
         fr: "une campagne planifiée doit avoir scheduled_at",
     },
     ConstraintMessage {
         name: "campaigns_ready_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a campaign needs a group and a template before it is scheduled or started",
         fr: "une campagne doit avoir un groupe et un modèle avant d'être planifiée ou lancée",
     },
@@ -410,13 +410,13 @@ const CONSTRAINTS: &[ConstraintMessage] = &[
     },
     ConstraintMessage {
         name: "campaign_recipients_phone_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "phone must be an E.164 number such as +33612345678",
         fr: "le téléphone doit être un numéro E.164, par exemple +33612345678",
     },
     ConstraintMessage {
         name: "campaign_recipients_variables_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "variables must be a JSON object",
         fr: "variables doit être un objet JSON",
     },
@@ -452,37 +452,37 @@ const CONSTRAINTS: &[ConstraintMessage] = &[
     },
     ConstraintMessage {
         name: "messages_history_direction_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "direction must be outbound or inbound",
         fr: "direction doit valoir outbound ou inbound",
     },
     ConstraintMessage {
         name: "messages_history_status_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "unknown message status",
         fr: "statut de message inconnu",
     },
     ConstraintMessage {
         name: "messages_history_direction_status_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "inbound messages are received; outbound ones never are",
         fr: "un message entrant est reçu ; un message sortant ne l'est jamais",
     },
     ConstraintMessage {
         name: "messages_history_phone_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "phone must be an E.164 number such as +33612345678",
         fr: "le téléphone doit être un numéro E.164, par exemple +33612345678",
     },
     ConstraintMessage {
         name: "messages_history_body_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a message body has at most 65536 characters",
         fr: "le corps d'un message compte au plus 65536 caractères",
     },
     ConstraintMessage {
         name: "messages_history_error_message_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "an error message has at most 4096 characters",
         fr: "un message d'erreur compte au plus 4096 caractères",
     },
@@ -494,25 +494,25 @@ const CONSTRAINTS: &[ConstraintMessage] = &[
     },
     ConstraintMessage {
         name: "webhooks_name_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a webhook name must have 1 to 200 characters",
         fr: "le nom d'un webhook doit compter de 1 à 200 caractères",
     },
     ConstraintMessage {
         name: "webhooks_url_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "url must be an http(s) URL of at most 2048 characters",
         fr: "url doit être une URL http(s) d'au plus 2048 caractères",
     },
     ConstraintMessage {
         name: "webhooks_events_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "events must list 1 to 100 event types (or *)",
         fr: "events doit lister de 1 à 100 types d'événements (ou *)",
     },
     ConstraintMessage {
         name: "webhooks_secret_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a webhook secret must have 32 to 256 characters",
         fr: "le secret d'un webhook doit compter de 32 à 256 caractères",
     },
@@ -530,31 +530,31 @@ const CONSTRAINTS: &[ConstraintMessage] = &[
     },
     ConstraintMessage {
         name: "webhook_logs_event_type_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "an event type is lowercase letters, digits and _",
         fr: "un type d'événement s'écrit en minuscules, chiffres et _",
     },
     ConstraintMessage {
         name: "webhook_logs_attempt_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "attempt must be between 1 and 100",
         fr: "attempt doit être compris entre 1 et 100",
     },
     ConstraintMessage {
         name: "webhook_logs_status_code_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "status_code must be an HTTP status (100 to 599)",
         fr: "status_code doit être un statut HTTP (100 à 599)",
     },
     ConstraintMessage {
         name: "webhook_logs_duration_ms_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a duration cannot be negative",
         fr: "une durée ne peut pas être négative",
     },
     ConstraintMessage {
         name: "webhook_logs_response_body_check",
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+        status: StatusCode::BAD_REQUEST,
         en: "a response body has at most 65536 characters",
         fr: "le corps d'une réponse compte au plus 65536 caractères",
     },
@@ -574,12 +574,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_constraint_is_mapped_once_to_409_or_422() {
+    fn each_constraint_is_mapped_once_to_409_or_400() {
         for (i, c) in CONSTRAINTS.iter().enumerate() {
             assert!(CONSTRAINTS[i + 1..].iter().all(|d| d.name != c.name), "{} is mapped twice", c.name);
-            assert!(matches!(c.status, StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY), "{}: {}", c.name, c.status);
+            assert!(matches!(c.status, StatusCode::CONFLICT | StatusCode::BAD_REQUEST), "{}: {}", c.name, c.status);
             let unique_or_fk = ["_key", "_pkey", "_fkey"].iter().any(|s| c.name.ends_with(s));
-            assert_eq!(unique_or_fk, c.status == StatusCode::CONFLICT, "{}: unique/FK → 409, check → 422", c.name);
+            assert_eq!(unique_or_fk, c.status == StatusCode::CONFLICT, "{}: unique/FK → 409, check → 400 (PostgREST)", c.name);
+            assert_eq!(
+                c.status,
+                crate::error::sqlstate_status(if unique_or_fk { "23505" } else { "23514" }, ""),
+                "{}: the SQLSTATE decides",
+                c.name
+            );
             assert!(!c.en.is_empty() && !c.fr.is_empty(), "{} needs both languages", c.name);
         }
     }

@@ -44,11 +44,23 @@ pub fn request_meta() -> impl Filter<Extract = (RequestMeta,), Error = Rejection
         })
 }
 
+/// Token errors about claims (PostgREST's "JWT claims validation", `PGRST303`).
+const CLAIM_ERRORS: &[&str] = &["expired", "not valid yet", "audience", "issuer", "missing claim", "sub is not"];
+
 pub fn auth_error(err: AuthError) -> ApiError {
     match err {
+        // PostgREST's PGRST302: no token, and there is no anonymous role.
         AuthError::Missing => {
-            ApiError::unauthorized("missing bearer token", "jeton d'accès manquant").with_hint("Send `Authorization: Bearer <jwt>`.")
+            ApiError::new(warp::http::StatusCode::UNAUTHORIZED, "PGRST302", "missing bearer token", "jeton d'accès manquant")
+                .with_hint("Send `Authorization: Bearer <jwt>` (or an `apikey` header).")
         }
+        // PGRST303: the token decoded and verified, but its claims are refused.
+        AuthError::Invalid(why) if CLAIM_ERRORS.iter().any(|c| why.contains(c)) => {
+            let mut e = ApiError::unauthorized(format!("invalid token: {why}"), format!("jeton invalide : {why}"));
+            e.code = "PGRST303".into();
+            e
+        }
+        // PGRST301: the token could not be decoded or its signature is wrong.
         AuthError::Invalid(why) => ApiError::unauthorized(format!("invalid token: {why}"), format!("jeton invalide : {why}")),
     }
 }
@@ -114,7 +126,11 @@ pub fn identify(
 
 /// The verified caller. 401 (before any database work) when the token is missing or bad.
 pub fn principal(core: Arc<Core>) -> impl Filter<Extract = (Principal,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+    // supabase-js sends `apikey`; without `Authorization` it is the bearer token.
+    let header = warp::header::optional::<String>("authorization")
+        .and(warp::header::optional::<String>("apikey"))
+        .map(|auth: Option<String>, apikey: Option<String>| auth.or_else(|| apikey.map(|k| format!("Bearer {}", k.trim()))));
+    header.and_then(move |header: Option<String>| {
         let core = core.clone();
         async move { authenticate(&core.jwt, header.as_deref(), None).map_err(|e| warp::reject::custom(Door::Http.auth_error(e))) }
     })

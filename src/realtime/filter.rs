@@ -1,4 +1,4 @@
-//! Subscription filters: the PostgREST filter grammar (parsed by `rest::query`) evaluated
+//! Subscription filters: the PostgREST filter grammar (parsed by `grammar::filter`) evaluated
 //! against an event's row JSON, with SQL's three-valued logic (a missing or null column
 //! compares as NULL, so `status=neq.x` does not match a row without `status`).
 
@@ -6,21 +6,22 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
-use crate::rest::query::{CmpOp, Condition, Filter, IsValue, LogicOp, Operation, parse_query};
+use crate::grammar::filter::{CmpOp, Condition, Filter, IsValue, LogicOp, Operation, parse_filter_query};
+use crate::grammar::lex::{ErrorKind, ParseError};
 
 /// Parses `filter` (e.g. `status=eq.running&or=(a.eq.1,b.gt.2)`); only filters are allowed.
 pub fn parse(filter: &str) -> Result<Vec<Filter>, String> {
-    let query = parse_query(filter).map_err(|e| e.to_string())?;
-    let only_filters = query.select.is_none()
-        && query.order.is_empty()
-        && query.limit.is_none()
-        && query.offset.is_none()
-        && query.on_conflict.is_none()
-        && query.columns.is_none();
-    if !only_filters {
-        return Err("a subscription filter takes filters only (no select, order, limit, offset, columns)".into());
+    let only_filters = |_: &str| {
+        let message = "a subscription filter takes filters only (no select, order, limit, offset, columns)";
+        ParseError::new(ErrorKind::Syntax, message)
+    };
+    let filters = parse_filter_query(filter, only_filters).map_err(|e| e.to_string())?;
+    match filters.iter().all(Filter::is_basic) {
+        true => Ok(filters),
+        false => Err("a subscription filter takes eq, neq, gt, gte, lt, lte, like, ilike, in and is on columns (no JSON paths, \
+                      modifiers or other operators)"
+            .into()),
     }
-    Ok(query.filters)
 }
 
 /// True when every filter holds for the row.
@@ -81,6 +82,8 @@ fn condition(c: &Condition, row: &Value) -> Option<bool> {
             }
         }
         Operation::Cmp(op, operand) => cmp(*op, value, operand),
+        // Refused by `parse`.
+        Operation::Quant(..) | Operation::Fts(..) => None,
     };
     negate(result, c.negated)
 }

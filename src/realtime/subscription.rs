@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::event::{Event, Role};
 use super::filter;
-use crate::rest::query::Filter;
+use crate::grammar::filter::Filter;
 
 /// `tenant:<uuid>` or `tenant:*` (platform admins: every tenant, and tenant-less events).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

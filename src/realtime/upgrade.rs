@@ -127,7 +127,7 @@ async fn upgrade(state: Arc<Realtime>, headers: &HeaderMap, query: &str, ws: Opt
     let Some((key, on_upgrade)) = ws else {
         return Err(ApiError::new(
             StatusCode::UPGRADE_REQUIRED,
-            "RC426",
+            "PGRST117",
             "this endpoint needs a WebSocket upgrade",
             "ce point d'accès exige une connexion WebSocket",
         ));

@@ -104,7 +104,7 @@ pub fn insert_rows(bytes: &[u8], has_columns_param: bool) -> Result<Rows, ApiErr
             Some(first) if !has_columns_param && *first != these => {
                 return Err(ApiError::new(
                     warp::http::StatusCode::BAD_REQUEST,
-                    "RC102",
+                    "PGRST102",
                     "all object keys must match",
                     "tous les objets doivent avoir les mêmes clés",
                 )
@@ -167,7 +167,7 @@ mod tests {
         assert_eq!(r.keys, ["a", "b"]);
         let r = insert_rows(br#"[{"a":1},{"a":2}]"#, false).unwrap();
         assert_eq!(r.count, 2);
-        assert_eq!(insert_rows(br#"[{"a":1},{"b":2}]"#, false).unwrap_err().code, "RC102");
+        assert_eq!(insert_rows(br#"[{"a":1},{"b":2}]"#, false).unwrap_err().code, "PGRST102");
         assert!(insert_rows(br#"[{"a":1},{"b":2}]"#, true).is_ok());
         assert_eq!(insert_rows(b"[1]", false).unwrap_err().status.as_u16(), 400);
         assert_eq!(insert_rows(b"5", false).unwrap_err().status.as_u16(), 400);

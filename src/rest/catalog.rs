@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::ident::quote_ident;
+use super::relationship::{ForeignKey, Relationships, UniqueKey};
 
 /// Tables: one JSON array, so start-up and reload cost one round trip each.
 const TABLES_SQL: &str = r#"
@@ -74,6 +75,35 @@ SELECT coalesce(json_agg(f ORDER BY f.name), '[]')::text FROM (
     JOIN pg_type rt ON rt.oid = p.prorettype
    WHERE n.nspname = 'rpc' AND p.prokind = 'f' AND has_function_privilege(p.oid, 'EXECUTE')
 ) f"#;
+
+/// Foreign keys and primary/unique keys of `public`, for relationship detection (one JSON
+/// object `{fks, keys}`; only those between exposed tables are kept).
+const KEYS_SQL: &str = r#"
+SELECT json_build_object(
+  'fks', coalesce((SELECT json_agg(json_build_object(
+            'name', x.conname, 'table', c.relname, 'ref_table', r.relname,
+            'columns', ARRAY(SELECT a.attname::text FROM unnest(x.conkey) WITH ORDINALITY AS k(n, i)
+                               JOIN pg_attribute a ON a.attrelid = x.conrelid AND a.attnum = k.n ORDER BY k.i),
+            'ref_columns', ARRAY(SELECT a.attname::text FROM unnest(x.confkey) WITH ORDINALITY AS k(n, i)
+                                   JOIN pg_attribute a ON a.attrelid = x.confrelid AND a.attnum = k.n ORDER BY k.i))
+            ORDER BY c.relname, x.conname)
+     FROM pg_constraint x
+     JOIN pg_class c ON c.oid = x.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+     JOIN pg_class r ON r.oid = x.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+    WHERE x.contype = 'f' AND n.nspname = 'public' AND rn.nspname = 'public'), '[]'),
+  'keys', coalesce((SELECT json_agg(json_build_object(
+            'table', c.relname,
+            'columns', ARRAY(SELECT a.attname::text FROM unnest(x.conkey) AS k(n)
+                               JOIN pg_attribute a ON a.attrelid = x.conrelid AND a.attnum = k.n)))
+     FROM pg_constraint x
+     JOIN pg_class c ON c.oid = x.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE x.contype IN ('p', 'u') AND n.nspname = 'public'), '[]'))::text"#;
+
+#[derive(Deserialize)]
+struct RawKeys {
+    fks: Vec<ForeignKey>,
+    keys: Vec<UniqueKey>,
+}
 
 /// One column of an exposed table.
 #[derive(Debug, Clone, Deserialize)]
@@ -234,6 +264,8 @@ pub struct Catalog {
     pub tables: HashMap<String, Table>,
     /// Overloads by name.
     pub functions: HashMap<String, Vec<Function>>,
+    /// Relationships between exposed tables, for resource embedding.
+    pub relationships: Relationships,
     /// The OpenAPI document of this catalog, rendered on first use.
     pub openapi: std::sync::OnceLock<String>,
 }
@@ -258,7 +290,16 @@ impl Catalog {
     pub async fn load(client: &tokio_postgres::Client) -> Result<Catalog, CatalogError> {
         let tables: String = client.query_one(TABLES_SQL, &[]).await?.get(0);
         let functions: String = client.query_one(FUNCTIONS_SQL, &[]).await?.get(0);
-        Catalog::from_json(&tables, &functions)
+        let keys: String = client.query_one(KEYS_SQL, &[]).await?.get(0);
+        let mut catalog = Catalog::from_json(&tables, &functions)?;
+        let keys: RawKeys = serde_json::from_str(&keys)?;
+        catalog.set_keys(&keys.fks, &keys.keys);
+        Ok(catalog)
+    }
+
+    /// Detects the relationships between this catalog's tables from their keys.
+    pub fn set_keys(&mut self, fks: &[ForeignKey], keys: &[UniqueKey]) {
+        self.relationships = Relationships::detect(fks, keys, |t| self.tables.contains_key(t));
     }
 
     /// Builds a catalog from the JSON the two catalog queries return.
@@ -278,7 +319,7 @@ impl Catalog {
         for f in functions.into_iter().filter_map(RawFunction::into_function) {
             by_name.entry(f.name.clone()).or_default().push(f);
         }
-        Ok(Catalog { tables, functions: by_name, openapi: Default::default() })
+        Ok(Catalog { tables, functions: by_name, relationships: Relationships::default(), openapi: Default::default() })
     }
 }
 

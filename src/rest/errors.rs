@@ -1,5 +1,5 @@
-//! REST-specific client errors, PostgREST-shaped (`RC` + PostgREST's number where one
-//! exists: `RC205` for PGRST205, …), in English and French.
+//! REST-specific client errors with PostgREST 13's codes, statuses and (English) messages
+//! (`PGRST205` for an unknown table, …), in English and French.
 
 use warp::http::StatusCode;
 
@@ -9,9 +9,9 @@ use crate::error::ApiError;
 /// 400/416 from the query-string, `Prefer` or `Range` parser.
 pub fn parse_error(e: ParseError) -> ApiError {
     let (status, code) = match e.kind {
-        ErrorKind::InvalidRange => (StatusCode::RANGE_NOT_SATISFIABLE, "RC103"),
-        ErrorKind::InvalidPreference => (StatusCode::BAD_REQUEST, "RC122"),
-        ErrorKind::Syntax | ErrorKind::UnsupportedFeature => (StatusCode::BAD_REQUEST, "RC100"),
+        ErrorKind::InvalidRange => (StatusCode::RANGE_NOT_SATISFIABLE, "PGRST103"),
+        ErrorKind::InvalidPreference => (StatusCode::BAD_REQUEST, "PGRST122"),
+        ErrorKind::Syntax | ErrorKind::UnsupportedFeature => (StatusCode::BAD_REQUEST, "PGRST100"),
     };
     let fr = format!("requête invalide : {}", e.message);
     let err = ApiError::new(status, code, e.message, fr);
@@ -25,8 +25,8 @@ pub fn parse_error(e: ParseError) -> ApiError {
 pub fn table_not_found(name: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "RC205",
-        format!("table not found: could not find the table 'public.{name}'"),
+        "PGRST205",
+        format!("Could not find the table 'public.{name}' in the schema cache"),
         format!("table introuvable : la table 'public.{name}' n'existe pas"),
     )
     .with_hint("GET /rest/ lists the exposed tables.")
@@ -36,11 +36,31 @@ pub fn table_not_found(name: &str) -> ApiError {
 pub fn function_not_found(name: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "RC202",
-        format!("function not found: could not find the function 'rpc.{name}'"),
+        "PGRST202",
+        format!("Could not find the function rpc.{name} in the schema cache"),
         format!("fonction introuvable : la fonction 'rpc.{name}' n'existe pas"),
     )
     .with_hint("GET /rest/ lists the exposed functions.")
+}
+
+/// 404 `PGRST202`: the function exists, but no overload takes these argument names; the
+/// reason (unknown or missing argument) is in `details`.
+pub fn function_args_not_found(name: &str, keys: &[&str], en: String, fr: String) -> ApiError {
+    let mut sorted = keys.to_vec();
+    sorted.sort_unstable();
+    let what = match sorted.is_empty() {
+        true => format!("rpc.{name} without parameters"),
+        false => format!("rpc.{name}({})", sorted.join(", ")),
+    };
+    let mut e = ApiError::new(
+        StatusCode::NOT_FOUND,
+        "PGRST202",
+        format!("Could not find the function {what} in the schema cache"),
+        format!("fonction introuvable : {what}"),
+    );
+    e.details = Some(en);
+    e.message_fr = Some(format!("{} ({fr})", e.message_fr.unwrap_or_default()));
+    e
 }
 
 /// 400: a column the table does not have (select, filter, order, columns, on_conflict).
@@ -57,8 +77,8 @@ pub fn column_not_found(table: &str, column: &str) -> ApiError {
 pub fn unknown_body_key(table: &str, key: &str) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
-        "RC204",
-        format!("could not find the '{key}' column of '{table}'"),
+        "PGRST204",
+        format!("Could not find the '{key}' column of '{table}' in the schema cache"),
         format!("la colonne '{key}' n'existe pas dans '{table}'"),
     )
 }
@@ -85,20 +105,19 @@ pub fn bad(en: impl Into<String>, fr: impl Into<String>) -> ApiError {
 pub fn not_acceptable(accept: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_ACCEPTABLE,
-        "RC107",
-        "none of these media types are available",
+        "PGRST107",
+        format!("None of these media types are available: {}", accept.chars().take(200).collect::<String>()),
         "aucun de ces types de média n'est disponible",
     )
-    .with_details(accept.chars().take(200).collect::<String>())
-    .with_hint("Use application/json or application/vnd.pgrst.object+json.")
+    .with_hint("Use application/json, application/vnd.pgrst.object+json or text/csv.")
 }
 
 /// 406: `application/vnd.pgrst.object+json` asked for, but not exactly one row.
 pub fn not_singular(rows: i64) -> ApiError {
     ApiError::new(
         StatusCode::NOT_ACCEPTABLE,
-        "RC116",
-        "JSON object requested, multiple (or no) rows returned",
+        "PGRST116",
+        "Cannot coerce the result to a single JSON object",
         "objet JSON demandé, mais plusieurs lignes (ou aucune) trouvées",
     )
     .with_details(format!("The result contains {rows} rows"))
@@ -108,41 +127,65 @@ pub fn not_singular(rows: i64) -> ApiError {
 pub fn too_many_affected(rows: i64, max: u64) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
-        "RC124",
-        "query result exceeds max-affected preference constraint",
+        "PGRST124",
+        "Query result exceeds max-affected preference constraint",
         "le résultat dépasse la préférence max-affected",
     )
-    .with_details(format!("The query affects {rows} rows, more than the {max} allowed"))
+    .with_details(format!("The query affects {rows} rows"))
+    .with_hint(format!("At most {max} rows may be affected."))
 }
 
-/// 413: the body is over `ROWCAST_MAX_BODY_BYTES`.
+/// 413 `PGRST102` (an invalid body; PostgREST itself sets no size limit): the body is over
+/// `ROWCAST_MAX_BODY_BYTES`.
 pub fn body_too_large(limit: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "RC413",
+        "PGRST102",
         format!("request body too large (limit {limit} bytes)"),
         format!("corps de requête trop volumineux (limite {limit} octets)"),
     )
 }
 
-/// Maps a database error: the shared SQLSTATE map, plus the class-42 errors a client's
-/// input can cause (wrong operator for a type, no unique key for `on_conflict`, …) as 400.
+/// Maps a database error with PostgREST's SQLSTATE table (`crate::error`); a syntax error
+/// in generated SQL is a fault of ours (500, logged, nothing shown).
 pub fn pg(err: tokio_postgres::Error) -> ApiError {
-    let Some(db) = err.as_db_error() else { return ApiError::from(err) };
-    let code = db.code().code();
-    let status = match code {
-        "42501" => return ApiError::from(err),
-        // A table or function dropped since the catalog was read.
-        "42P01" => StatusCode::NOT_FOUND,
-        "42883" if db.message().starts_with("function") => StatusCode::NOT_FOUND,
-        "42601" => return ApiError::internal(&format_args!("{code}: {}", db.message())),
-        c if c.starts_with("42") || c.starts_with("0A") => StatusCode::BAD_REQUEST,
-        _ => return ApiError::from(err),
-    };
-    let mut e = ApiError::new(status, code, db.message(), format!("requête refusée : {}", db.message()));
-    e.details = db.detail().map(str::to_string);
-    e.hint = db.hint().map(str::to_string);
-    e
+    match err.as_db_error() {
+        Some(db) if db.code().code() == "42601" => ApiError::internal(&format_args!("42601: {}", db.message())),
+        _ => ApiError::from(err),
+    }
+}
+
+/// 405 `PGRST117`: a method no resource offers.
+pub fn unsupported_method(method: &str, allowed: &'static str) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "PGRST117",
+        format!("Unsupported HTTP method: {method}"),
+        format!("méthode HTTP non prise en charge : {method}"),
+    )
+    .with_hint(format!("Allowed: {allowed}."))
+}
+
+/// 405 `PGRST101`: a method rpc does not offer (or GET on a volatile function).
+pub fn invalid_rpc_method(method: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "PGRST101",
+        format!("Cannot use the {method} method on RPC"),
+        format!("impossible d'utiliser la méthode {method} sur rpc"),
+    )
+}
+
+/// 400 `21000`, as PostgREST with pg-safeupdate (Supabase's setup): PATCH/DELETE without a filter.
+pub fn requires_where(method: &str) -> ApiError {
+    let verb = if method == "PATCH" { "UPDATE" } else { "DELETE" };
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "21000",
+        format!("{verb} requires a WHERE clause"),
+        format!("{method} exige un filtre (clause WHERE)"),
+    )
+    .with_hint("Add a filter such as ?id=eq.<uuid>; a request without one would change every row.")
 }
 
 #[cfg(test)]

@@ -65,13 +65,30 @@ pub async fn read_row(state: &RestState, caller: &Caller, sql: &str, params: &Pa
     exactly_one(outcome.map_err(errors::pg)?.rows)
 }
 
+/// The planner's row estimate for `explain_sql` (an `EXPLAIN (FORMAT JSON) …`), run in the
+/// caller's tenant transaction (so RLS shapes the plan), read-only and rolled back.
+pub async fn planned_rows(state: &RestState, caller: &Caller, explain_sql: &str, params: &Params) -> Result<i64, ApiError> {
+    let mut conn = state.db.conn().await?;
+    if conn.statement_cache.size() > MAX_CACHED_STATEMENTS {
+        conn.statement_cache.clear();
+    }
+    let tx = TenantTx::begin(&state.db, &mut conn, &caller.principal, caller.tenant).await?;
+    let stmt = tx.prepare_cached(explain_sql).await.map_err(errors::pg)?;
+    let row = tx.query_one(&stmt, &params.as_refs()).await.map_err(errors::pg)?;
+    let plan: serde_json::Value = row.try_get(0).map_err(|e| ApiError::internal(&e))?;
+    let rows = plan[0]["Plan"]["Plan Rows"].as_f64().ok_or_else(|| ApiError::internal(&"EXPLAIN gave no 'Plan Rows'"))?;
+    Ok(rows.round() as i64)
+}
+
 /// Runs `sql` with `params`; `check` sees the outcome before `COMMIT` and may refuse it.
+/// With `commit` false (`Prefer: tx=rollback`) the transaction is rolled back instead.
 pub async fn run(
     state: &RestState,
     caller: &Caller,
     sql: &str,
     params: &Params,
     mode: Mode,
+    commit: bool,
     check: impl FnOnce(&Outcome) -> Result<(), ApiError>,
 ) -> Result<Outcome, ApiError> {
     let mut conn = state.db.conn().await?;
@@ -87,6 +104,9 @@ pub async fn run(
         Mode::Count => Outcome::Count(result.affected),
     };
     check(&outcome)?;
-    tx.commit().await?;
+    match commit {
+        true => tx.commit().await?,
+        false => drop(tx), // ROLLBACK
+    }
     Ok(outcome)
 }

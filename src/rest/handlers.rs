@@ -5,13 +5,15 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::body;
+use super::catalog::Catalog;
 use super::catalog::{Column, Table};
 use super::errors;
-use super::exec::{Mode, Outcome, read_row, run};
-use super::query::{Prefer, QueryParams, Resolution, ReturnPref};
+use super::exec::{Mode, Outcome, planned_rows, read_row, run};
+use super::plan::{self, ReadPlan};
+use super::query::{Column as ColName, CountPref, Prefer, QueryParams, Resolution, ReturnPref, SelectItem, TxPref};
 use super::reply::{Reply, applied, range_header, read_status, single};
-use super::request::{Media, RestRequest, window};
-use super::sql::{BodyShape, Param, Params, ReadSql};
+use super::request::{MAX_ROWS, Media, RestRequest, window};
+use super::sql::{BodyShape, Param, Params, ReadSql, explain_count_sql, plan_read_sql};
 use super::state::RestState;
 use super::write::{Conflict, InsertSql, Returning, delete_sql, payload_columns, update_sql};
 use crate::error::ApiError;
@@ -42,19 +44,39 @@ pub async fn read(state: &RestState, req: &RestRequest, table: &Table, head: boo
         return Err(errors::table_forbidden(&table.name, "read"));
     }
     let (offset, limit) = window(&qp, req.range()?)?;
-    let read = ReadSql {
-        table,
-        select: qp.select.as_deref(),
-        filters: &qp.filters,
-        order: &qp.order,
-        offset,
-        limit,
-        count: prefer.count.is_some(),
-        shape: BodyShape { strip_nulls: media.strip_nulls },
+    // count=planned: the planner's estimate; count=estimated: exact below the row cap,
+    // else the estimate (PostgREST's rule, with db-max-rows = MAX_ROWS).
+    let planned = match prefer.count {
+        Some(CountPref::Planned | CountPref::Estimated) => {
+            let (explain, explain_params) = explain_count_sql(table, &qp.filters)?;
+            Some(planned_rows(state, &req.caller, &explain, &explain_params).await?)
+        }
+        _ => None,
     };
-    let (sql, params) = read.build()?;
+    let exact = match (prefer.count, planned) {
+        (Some(CountPref::Exact), _) => true,
+        (Some(CountPref::Estimated), Some(p)) => p <= MAX_ROWS as i64,
+        _ => false,
+    };
+    let shape = BodyShape { strip_nulls: media.strip_nulls, csv: media.csv };
+    let (sql, params) = match plan::needed(&qp) {
+        // embeds and aggregates go through the read planner
+        true => {
+            let catalog = state.catalog();
+            let table = catalog.table(&table.name).ok_or_else(|| errors::table_not_found(&table.name))?;
+            let plan = plan::plan(&catalog, table, &qp, &table.ident)?;
+            plan_read_sql(&plan, offset, limit, exact, shape)?
+        }
+        false => {
+            let read =
+                ReadSql { table, select: qp.select.as_deref(), filters: &qp.filters, order: &qp.order, offset, limit, count: exact, shape };
+            read.build()?
+        }
+    };
     let row = read_row(state, &req.caller, &sql, &params).await?;
     let (total, rows, body): (Option<i64>, i64, String) = (row.get(0), row.get(1), row.get(2));
+    // An estimate never claims fewer rows than were served (no false 206/416).
+    let total = total.or(planned.map(|p| p.max(offset.saturating_add(rows))));
     let (status, content_range) = match read_status(offset, rows, total) {
         Ok(s) => s,
         Err(response) => return Ok(response),
@@ -64,19 +86,31 @@ pub async fn read(state: &RestState, req: &RestRequest, table: &Table, head: boo
         status: if media.singular { StatusCode::OK } else { status },
         body: (!head).then_some(body),
         singular: media.singular,
+        csv: media.csv,
         content_range: Some(content_range),
         applied: applied(&prefer, false),
     };
     Ok(reply.into_response())
 }
 
-fn returning<'a>(prefer: &Prefer, qp: &'a QueryParams, media: Media) -> Returning<'a> {
+fn returning<'a>(prefer: &Prefer, qp: &'a QueryParams, media: Media, plan: Option<&'a ReadPlan<'a>>) -> Returning<'a> {
     match prefer.return_pref {
         Some(ReturnPref::Representation) => {
-            Returning::Rows { select: qp.select.as_deref(), shape: BodyShape { strip_nulls: media.strip_nulls } }
+            Returning::Rows { select: qp.select.as_deref(), shape: BodyShape { strip_nulls: media.strip_nulls, csv: media.csv }, plan }
         }
         _ => Returning::Minimal,
     }
+}
+
+/// The plan shaping `return=representation` when `select=` embeds or aggregates.
+fn returning_plan<'c>(catalog: &'c Catalog, table: &Table, qp: &QueryParams, prefer: &Prefer) -> Result<Option<ReadPlan<'c>>, ApiError> {
+    if prefer.return_pref != Some(ReturnPref::Representation) || !plan::needed(qp) {
+        return Ok(None);
+    }
+    let table = catalog.table(&table.name).ok_or_else(|| errors::table_not_found(&table.name))?;
+    // filters and windows belong to the write; the rows shown are the ones written
+    let shown = QueryParams { select: qp.select.clone(), embedded: qp.embedded.clone(), ..QueryParams::default() };
+    plan::plan(catalog, table, &shown, "pgrst_source").map(Some)
 }
 
 /// Refuses the result — the transaction then rolls back — when a single object was asked
@@ -114,7 +148,7 @@ fn write_reply(outcome: &Outcome, ret: Returning<'_>, prefer: &Prefer, media: Me
         (false, false) => StatusCode::NO_CONTENT,
     };
     let content_range = Some(range_header(0, rows, total));
-    Ok(Reply { status, body, singular: media.singular, content_range, applied: applied(prefer, true) }.into_response())
+    Ok(Reply { status, body, singular: media.singular, csv: media.csv, content_range, applied: applied(prefer, true) }.into_response())
 }
 
 fn check_writable(table: &Table, columns: &[&Column], insert: bool) -> Result<(), ApiError> {
@@ -155,7 +189,18 @@ pub async fn create(state: &RestState, req: &RestRequest, table: &Table) -> Resu
     let rows = body::insert_rows(&req.body, qp.columns.is_some())?;
     let columns = payload_columns(table, &rows.keys, qp.columns.as_deref())?;
     check_writable(table, &columns, true)?;
-    let ret = returning(&prefer, &qp, media);
+    let catalog = state.catalog();
+    let plan = returning_plan(&catalog, table, &qp, &prefer)?;
+    // return=headers-only: the primary key is returned, only to build `Location`.
+    let key_select: Vec<SelectItem> =
+        table.primary_key.iter().map(|k| SelectItem::Field { column: ColName(k.clone()), alias: None, cast: None }).collect();
+    let headers_only = prefer.return_pref == Some(ReturnPref::HeadersOnly)
+        && !key_select.is_empty()
+        && table.primary_key.iter().all(|k| table.column(k).is_some_and(|c| c.can_select));
+    let ret = match headers_only {
+        true => Returning::Rows { select: Some(&key_select), shape: BodyShape::default(), plan: None },
+        false => returning(&prefer, &qp, media, plan.as_ref()),
+    };
     if rows.count == 0 {
         return nothing_written(&prefer, media, ret, true);
     }
@@ -170,12 +215,41 @@ pub async fn create(state: &RestState, req: &RestRequest, table: &Table) -> Resu
         conflict: conflict(table, &qp, &prefer)?,
         returning: ret,
     };
-    let sql = insert.build()?;
     let mut params = Params::default();
     params.push(Param::Text(rows.json));
+    let sql = insert.build(&mut params)?;
     let mode = if matches!(ret, Returning::Minimal) { Mode::Count } else { Mode::Row };
-    let outcome = run(state, &req.caller, &sql, &params, mode, write_check(media, None)).await?;
+    let outcome = run(state, &req.caller, &sql, &params, mode, prefer.tx != Some(TxPref::Rollback), write_check(media, None)).await?;
+    if headers_only {
+        return headers_only_reply(&outcome, table, &prefer);
+    }
     write_reply(&outcome, ret, &prefer, media, true)
+}
+
+/// 201 without a body; `Location: /table?pk=eq.value` when one row was created (PostgREST).
+fn headers_only_reply(outcome: &Outcome, table: &Table, prefer: &Prefer) -> Result<Response, ApiError> {
+    let row = outcome.row()?;
+    let (rows, body): (i64, String) = (row.get(0), row.get(1));
+    let content_range = Some(range_header(0, rows, prefer.count.map(|_| rows)));
+    let reply =
+        Reply { status: StatusCode::CREATED, body: None, singular: false, csv: false, content_range, applied: applied(prefer, true) };
+    let mut response = reply.into_response();
+    let keys: serde_json::Value = serde_json::from_str(&body).map_err(|e| ApiError::internal(&e))?;
+    if let (1, Some(key)) = (rows, keys.get(0)) {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for k in &table.primary_key {
+            let v = match &key[k.as_str()] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            query.append_pair(k, &format!("eq.{v}"));
+        }
+        let location = format!("/{}?{}", table.name, query.finish());
+        if let Ok(v) = warp::http::HeaderValue::from_str(&location) {
+            response.headers_mut().insert("location", v);
+        }
+    }
+    Ok(response)
 }
 
 /// The answer when the body holds nothing to write (`[]`, or `{}` for PATCH): no statement.
@@ -190,15 +264,12 @@ fn nothing_written(prefer: &Prefer, media: Media, ret: Returning<'_>, created: b
         (false, false) => StatusCode::NO_CONTENT,
     };
     let content_range = Some(range_header(0, 0, prefer.count.map(|_| 0)));
-    Ok(Reply { status, body, singular: false, content_range, applied: applied(prefer, true) }.into_response())
+    Ok(Reply { status, body, singular: false, csv: false, content_range, applied: applied(prefer, true) }.into_response())
 }
 
 fn require_filter(qp: &QueryParams, method: &str) -> Result<(), ApiError> {
     match qp.filters.is_empty() {
-        true => {
-            Err(ApiError::new(StatusCode::BAD_REQUEST, "RC106", format!("{method} requires a filter"), format!("{method} exige un filtre"))
-                .with_hint("Add a filter such as ?id=eq.<uuid>; a request without one would change every row."))
-        }
+        true => Err(errors::requires_where(method)),
         false => Ok(()),
     }
 }
@@ -215,13 +286,16 @@ pub async fn update(state: &RestState, req: &RestRequest, table: &Table) -> Resu
     let (text, keys) = body::update_object(&req.body)?;
     let columns = payload_columns(table, &keys, qp.columns.as_deref())?;
     check_writable(table, &columns, false)?;
-    let ret = returning(&prefer, &qp, media);
+    let catalog = state.catalog();
+    let plan = returning_plan(&catalog, table, &qp, &prefer)?;
+    let ret = returning(&prefer, &qp, media, plan.as_ref());
     if columns.is_empty() {
         return nothing_written(&prefer, media, ret, false);
     }
     let (sql, params) = update_sql(table, text, &columns, &qp.filters, ret)?;
     let mode = if matches!(ret, Returning::Minimal) { Mode::Count } else { Mode::Row };
-    let outcome = run(state, &req.caller, &sql, &params, mode, write_check(media, prefer.max_affected)).await?;
+    let outcome =
+        run(state, &req.caller, &sql, &params, mode, prefer.tx != Some(TxPref::Rollback), write_check(media, prefer.max_affected)).await?;
     write_reply(&outcome, ret, &prefer, media, false)
 }
 
@@ -238,9 +312,12 @@ pub async fn delete(state: &RestState, req: &RestRequest, table: &Table) -> Resu
     if !allowed {
         return Err(errors::table_forbidden(&table.name, "delete from"));
     }
-    let ret = returning(&prefer, &qp, media);
+    let catalog = state.catalog();
+    let plan = returning_plan(&catalog, table, &qp, &prefer)?;
+    let ret = returning(&prefer, &qp, media, plan.as_ref());
     let (sql, params) = delete_sql(table, &qp.filters, ret)?;
     let mode = if matches!(ret, Returning::Minimal) { Mode::Count } else { Mode::Row };
-    let outcome = run(state, &req.caller, &sql, &params, mode, write_check(media, prefer.max_affected)).await?;
+    let outcome =
+        run(state, &req.caller, &sql, &params, mode, prefer.tx != Some(TxPref::Rollback), write_check(media, prefer.max_affected)).await?;
     write_reply(&outcome, ret, &prefer, media, false)
 }

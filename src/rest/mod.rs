@@ -14,9 +14,11 @@ pub mod exec;
 pub mod handlers;
 pub mod ident;
 pub mod openapi;
+pub mod plan;
 #[cfg(test)]
 mod props;
 pub mod query;
+pub mod relationship;
 pub mod reply;
 pub mod request;
 pub mod rls;
@@ -30,7 +32,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use uuid::Uuid;
 use warp::filters::BoxedFilter;
-use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use warp::http::{HeaderMap, HeaderValue, Method};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
@@ -61,7 +63,7 @@ pub fn routes(state: Arc<RestState>) -> BoxedFilter<(Response,)> {
         }))
         .then(|tail: warp::path::Tail, method: Method, query: String, headers: HeaderMap, caller: Caller, body, state: Arc<RestState>| async move {
             let Some(target) = Target::parse(tail.as_str()) else {
-                return respond(Err(ApiError::not_found("no such route", "route inconnue")));
+                return respond(Err(ApiError::not_found("Invalid path specified in request URL", "chemin invalide dans l'URL")));
             };
             let needs_body = method == Method::POST || method == Method::PATCH;
             let body = match needs_body {
@@ -81,16 +83,6 @@ pub fn routes(state: Arc<RestState>) -> BoxedFilter<(Response,)> {
     rest.or(rls::routes(state)).unify().boxed()
 }
 
-fn method_not_allowed(allowed: &'static str) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "RC405",
-        "method not allowed on this resource",
-        "méthode non autorisée sur cette ressource",
-    )
-    .with_hint(format!("Allowed: {allowed}."))
-}
-
 async fn dispatch(state: &RestState, req: &RestRequest) -> Result<Response, ApiError> {
     if req.method == Method::POST || req.method == Method::PATCH {
         req.check_body_media()?;
@@ -98,11 +90,11 @@ async fn dispatch(state: &RestState, req: &RestRequest) -> Result<Response, ApiE
     match &req.target {
         Target::Root => match req.method {
             Method::GET | Method::HEAD => openapi_response(state, req.method == Method::HEAD),
-            _ => Err(method_not_allowed("GET, HEAD")),
+            _ => Err(errors::unsupported_method(req.method.as_str(), "GET, HEAD")),
         },
         Target::Rpc(name) => match req.method {
-            Method::POST => rpc::call(state, req, name).await,
-            _ => Err(method_not_allowed("POST")),
+            Method::POST | Method::GET | Method::HEAD => rpc::call(state, req, name).await,
+            _ => Err(errors::invalid_rpc_method(req.method.as_str())),
         },
         Target::Table(name) => {
             let catalog = state.catalog();
@@ -113,7 +105,7 @@ async fn dispatch(state: &RestState, req: &RestRequest) -> Result<Response, ApiE
                 Method::POST => handlers::create(state, req, table).await,
                 Method::PATCH => handlers::update(state, req, table).await,
                 Method::DELETE => handlers::delete(state, req, table).await,
-                _ => Err(method_not_allowed("GET, HEAD, POST, PATCH, DELETE")),
+                _ => Err(errors::unsupported_method(req.method.as_str(), "GET, HEAD, POST, PATCH, DELETE")),
             }
         }
     }

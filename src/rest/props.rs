@@ -117,7 +117,7 @@ proptest! {
         let table = catalog.table("things").unwrap();
         let Ok(q) = parse_query(&raw) else { return Ok(()) };
         let ret = match rows {
-            true => Returning::Rows { select: q.select.as_deref(), shape: BodyShape::default() },
+            true => Returning::Rows { select: q.select.as_deref(), shape: BodyShape::default(), plan: None },
             false => Returning::Minimal,
         };
         let name = table.column("name").unwrap();

@@ -5,7 +5,7 @@ use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use super::errors;
-use super::query::{CountPref, MissingPref, Prefer, Resolution, ReturnPref};
+use super::query::{CountPref, MissingPref, Prefer, Resolution, ReturnPref, TxPref};
 use crate::error::ApiError;
 
 const JSON: &str = "application/json; charset=utf-8";
@@ -16,13 +16,15 @@ pub struct Reply {
     /// JSON text; `None` for no body (204, `return=minimal`, HEAD).
     pub body: Option<String>,
     pub singular: bool,
+    /// The body is CSV (`text/csv`).
+    pub csv: bool,
     pub content_range: Option<String>,
     pub applied: Vec<&'static str>,
 }
 
 impl Reply {
     pub fn new(status: StatusCode, body: Option<String>) -> Reply {
-        Reply { status, body, singular: false, content_range: None, applied: Vec::new() }
+        Reply { status, body, singular: false, csv: false, content_range: None, applied: Vec::new() }
     }
 
     pub fn into_response(self) -> Response {
@@ -31,7 +33,11 @@ impl Reply {
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         if has_body {
-            let ct = if self.singular { OBJECT } else { JSON };
+            let ct = match (self.csv, self.singular) {
+                (true, _) => "text/csv; charset=utf-8",
+                (false, true) => OBJECT,
+                (false, false) => JSON,
+            };
             headers.insert("content-type", HeaderValue::from_static(ct));
         }
         if let Some(range) = self.content_range.and_then(|r| HeaderValue::from_str(&r).ok()) {
@@ -65,8 +71,8 @@ pub fn read_status(offset: i64, rows: i64, total: Option<i64>) -> Result<(Status
         Some(t) if offset > t => {
             let err = ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
-                "RC103",
-                "requested range not satisfiable",
+                "PGRST103",
+                "Requested range not satisfiable",
                 "plage demandée impossible à satisfaire",
             )
             .with_details(format!("An offset of {offset} was requested, but there are only {t} rows."));
@@ -108,6 +114,11 @@ pub fn applied(prefer: &Prefer, write: bool) -> Vec<&'static str> {
         if prefer.missing == Some(MissingPref::Default) {
             out.push("missing=default");
         }
+    }
+    match prefer.tx {
+        Some(TxPref::Rollback) => out.push("tx=rollback"),
+        Some(TxPref::Commit) => out.push("tx=commit"),
+        None => {}
     }
     if prefer.count.is_some() {
         out.push(match prefer.count {

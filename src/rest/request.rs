@@ -35,6 +35,11 @@ impl Target {
     /// `""` → root, `contacts` → table, `rpc/fn` → function; anything else is no route.
     pub fn parse(tail: &str) -> Option<Target> {
         let decoded = percent_decode(tail)?;
+        // `/rest/v1/…` (supabase-js) serves exactly what `/rest/…` serves.
+        let decoded = match decoded.as_str() {
+            "v1" => "",
+            d => d.strip_prefix("v1/").unwrap_or(d),
+        };
         let parts: Vec<&str> = decoded.split('/').collect();
         match parts.as_slice() {
             [""] => Some(Target::Root),
@@ -71,6 +76,8 @@ pub struct Media {
     pub singular: bool,
     /// `;nulls=stripped`: fields whose value is null are left out.
     pub strip_nulls: bool,
+    /// `text/csv`.
+    pub csv: bool,
 }
 
 pub struct RestRequest {
@@ -165,9 +172,10 @@ pub fn negotiate(accept: Option<&str>) -> Result<Media, ApiError> {
         }
         let strip_nulls = params.iter().any(|p| p == "nulls=stripped");
         let media = match media_type.as_str() {
-            "application/json" | "application/*" | "*/*" => Media { singular: false, strip_nulls: false },
-            "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => Media { singular: false, strip_nulls },
-            "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => Media { singular: true, strip_nulls },
+            "application/json" | "application/*" | "*/*" => Media::default(),
+            "text/csv" => Media { csv: true, ..Media::default() },
+            "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => Media { strip_nulls, ..Media::default() },
+            "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => Media { singular: true, strip_nulls, csv: false },
             _ => continue,
         };
         return Ok(media);
@@ -252,6 +260,10 @@ mod tests {
         assert_eq!(Target::parse("rpc/"), None);
         assert_eq!(Target::parse("%FF"), None);
         assert_eq!(Target::parse("a%00"), None);
+        assert_eq!(Target::parse("v1/contacts"), Some(Target::Table("contacts".into())));
+        assert_eq!(Target::parse("v1/rpc/f"), Some(Target::Rpc("f".into())));
+        assert_eq!(Target::parse("v1"), Some(Target::Root));
+        assert_eq!(Target::parse("v1/"), Some(Target::Root));
     }
 
     #[test]
@@ -261,7 +273,8 @@ mod tests {
         assert!(negotiate(Some("application/vnd.pgrst.object+json")).unwrap().singular);
         assert!(negotiate(Some("application/vnd.pgrst.object+json;nulls=stripped")).unwrap().strip_nulls);
         assert!(negotiate(Some("text/html, */*;q=0.8")).is_ok());
-        assert_eq!(negotiate(Some("text/csv")).unwrap_err().status.as_u16(), 406);
+        assert!(negotiate(Some("text/csv")).unwrap().csv);
+        assert_eq!(negotiate(Some("text/html")).unwrap_err().status.as_u16(), 406);
         assert_eq!(negotiate(Some("application/json;q=0")).unwrap_err().status.as_u16(), 406);
     }
 

@@ -119,9 +119,10 @@ async fn impersonate(state: &RestState, caller: &Caller, body: &[u8]) -> Result<
     require_platform_admin(&tx)?;
     let who = tx.reenter_as(ask.user_id, ask.tenant_id, &state.db).await.map_err(|e| {
         let why = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
+        let code = e.as_db_error().map_or("PGRST000", |d| d.code().code());
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "RC422",
+            code,
             format!("cannot act as this user: {why}"),
             format!("impossible d'agir en tant que cet utilisateur : {why}"),
         )

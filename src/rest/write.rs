@@ -8,8 +8,9 @@ use std::fmt::Write;
 use super::catalog::{Column, Table};
 use super::errors;
 use super::ident::quote_literal;
+use super::plan::ReadPlan;
 use super::query::{Column as ColName, Filter, SelectItem};
-use super::sql::{BodyShape, Param, Params, select_sql, where_sql};
+use super::sql::{BodyShape, Param, Params, plan_returning_sql, select_sql, where_sql};
 use crate::error::ApiError;
 
 /// What comes back: nothing (`return=minimal`, executed without RETURNING), or rows shaped
@@ -17,7 +18,7 @@ use crate::error::ApiError;
 #[derive(Clone, Copy)]
 pub enum Returning<'a> {
     Minimal,
-    Rows { select: Option<&'a [SelectItem]>, shape: BodyShape },
+    Rows { select: Option<&'a [SelectItem]>, shape: BodyShape, plan: Option<&'a ReadPlan<'a>> },
 }
 
 /// `ON CONFLICT (target) DO UPDATE SET …` or `DO NOTHING`.
@@ -74,16 +75,22 @@ fn wrap_returning(table: &Table, statement: String, select: Option<&[SelectItem]
     ))
 }
 
-fn finish(table: &Table, statement: String, returning: Returning<'_>) -> Result<String, ApiError> {
+fn finish(table: &Table, statement: String, returning: Returning<'_>, params: &mut Params) -> Result<String, ApiError> {
     match returning {
         Returning::Minimal => Ok(statement),
-        Returning::Rows { select, shape } => wrap_returning(table, statement, select, shape),
+        // embeds and aggregates: the read planner shapes the returned rows (hook, see `sql::plan`)
+        Returning::Rows { shape, plan: Some(plan), .. } => {
+            let returned: Vec<String> = table.selectable().map(|c| format!("{}.{}", table.ident, c.ident)).collect();
+            let with = format!("WITH pgrst_source AS ({statement} RETURNING {})", returned.join(", "));
+            plan_returning_sql(plan, &with, params, shape)
+        }
+        Returning::Rows { select, shape, plan: None } => wrap_returning(table, statement, select, shape),
     }
 }
 
 impl InsertSql<'_> {
-    /// `$1` is the JSON array of rows.
-    pub fn build(&self) -> Result<String, ApiError> {
+    /// `$1` is the JSON array of rows (already in `params`).
+    pub fn build(&self, params: &mut Params) -> Result<String, ApiError> {
         let t = self.table;
         let mut targets: Vec<&str> = self.columns.iter().map(|c| c.ident.as_str()).collect();
         let mut values: Vec<String> = self.columns.iter().map(|c| self.value(c)).collect();
@@ -106,7 +113,7 @@ impl InsertSql<'_> {
         if let Some(conflict) = &self.conflict {
             self.on_conflict(conflict, &mut sql);
         }
-        finish(t, sql, self.returning)
+        finish(t, sql, self.returning, params)
     }
 
     fn value(&self, c: &Column) -> String {
@@ -154,7 +161,8 @@ pub fn update_sql(
         sets.join(", "),
         record_definition(columns)
     );
-    Ok((finish(table, sql, returning)?, params))
+    let sql = finish(table, sql, returning, &mut params)?;
+    Ok((sql, params))
 }
 
 /// `DELETE`, or on soft-delete tables `UPDATE … SET deleted_at = now()` of live rows only.
@@ -170,7 +178,8 @@ pub fn delete_sql(table: &Table, filters: &[Filter], returning: Returning<'_>) -
             format!("DELETE FROM {}{filter}", table.qualified)
         }
     };
-    Ok((finish(table, sql, returning)?, params))
+    let sql = finish(table, sql, returning, &mut params)?;
+    Ok((sql, params))
 }
 
 #[cfg(test)]
@@ -196,7 +205,7 @@ mod tests {
             conflict: None,
             returning: Returning::Minimal,
         }
-        .build()
+        .build(&mut Params::default())
         .unwrap();
         assert_eq!(
             sql,
@@ -223,9 +232,9 @@ mod tests {
             missing_default: false,
             fill_tenant: None,
             conflict: Some(Conflict { target: vec![t.column("id").unwrap()], merge: true }),
-            returning: Returning::Rows { select: None, shape: BodyShape::default() },
+            returning: Returning::Rows { select: None, shape: BodyShape::default(), plan: None },
         }
-        .build()
+        .build(&mut Params::default())
         .unwrap();
         assert!(sql.starts_with("WITH pgrst_source AS (INSERT INTO public.\"things\""), "{sql}");
         assert!(sql.contains("ON CONFLICT (\"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\" RETURNING \"things\".\"id\""), "{sql}");
@@ -244,7 +253,10 @@ mod tests {
             conflict: None,
             returning: Returning::Minimal,
         };
-        assert_eq!(insert.build().unwrap(), "INSERT INTO public.\"things\" SELECT FROM json_array_elements($1::text::json) AS pgrst_e");
+        assert_eq!(
+            insert.build(&mut Params::default()).unwrap(),
+            "INSERT INTO public.\"things\" SELECT FROM json_array_elements($1::text::json) AS pgrst_e"
+        );
     }
 
     #[test]
@@ -263,7 +275,7 @@ mod tests {
             conflict: None,
             returning: Returning::Minimal,
         };
-        let sql = insert.build().unwrap();
+        let sql = insert.build(&mut Params::default()).unwrap();
         assert!(sql.contains("CASE WHEN pgrst_e ? 'lang' THEN pgrst_body.\"lang\" ELSE 'en'::text END"), "{sql}");
     }
 

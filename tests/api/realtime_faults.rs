@@ -33,7 +33,7 @@ async fn unauthenticated_upgrades_and_bad_origins_are_refused_before_the_upgrade
     let (app, _owner, w) = setup().await;
     let base = format!("ws://127.0.0.1:{}/ws", app.port);
     let (status, body) = refused(&base, &[]).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("RC301")), "{body}");
+    assert_eq!((status, body["code"].as_str()), (401, Some("PGRST302")), "{body}");
     assert_eq!(refused(&format!("{base}?token=garbage"), &[]).await.0, 401);
     let token = app.token_for(w.user_a, Some(w.tenant_a));
     let url = ws_url(app.port, &token, Some(w.tenant_a));

@@ -180,7 +180,7 @@ async fn an_offset_past_the_counted_total_is_416() {
     let api = Api::new(&app, w.user_a, Some(w.tenant_a));
     let r = api.get_with("/rest/contacts?offset=10", &[("prefer", "count=exact")]).await.expect(416);
     assert_eq!(r.header("content-range"), Some("*/5"));
-    assert_eq!(r.error_code(), "RC103");
+    assert_eq!(r.error_code(), "PGRST103");
     api.get_with("/rest/contacts", &[("range", "5-2")]).await.expect(416);
 }
 
@@ -193,7 +193,7 @@ async fn singular_accept_returns_one_object_or_406() {
     assert_eq!(r.json(), json!({"first_name": "Ann"}));
     assert!(r.header("content-type").unwrap().starts_with("application/vnd.pgrst.object+json"));
     let r = api.get_with("/rest/contacts", &[SINGULAR]).await.expect(406);
-    assert_eq!(r.error_code(), "RC116");
+    assert_eq!(r.error_code(), "PGRST116");
     assert!(r.json()["details"].as_str().unwrap().contains("5 rows"));
     api.get_with("/rest/contacts?first_name=eq.nobody", &[SINGULAR]).await.expect(406);
 }

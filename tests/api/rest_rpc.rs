@@ -40,7 +40,7 @@ async fn rpc_calls_domain_actions_and_returns_their_row_as_an_object() {
     let messages = api.get(&format!("/rest/messages_history?select=body&campaign_id=eq.{id}&order=phone")).await.expect(200).json();
     assert_eq!(messages, json!([{"body": "Hi Ann"}, {"body": "Hi Bob"}]));
     let again = api.post("/rest/rpc/campaign_start", json!({"p_campaign_id": id}), &[]).await.expect(409);
-    assert_eq!(again.error_code(), "P0001");
+    assert_eq!(again.error_code(), "PT409");
     assert!(again.json()["message"].as_str().unwrap().contains("running -> running"));
     let cancelled = api.post("/rest/rpc/campaign_cancel", json!({"p_campaign_id": id}), &[]).await.expect(200).json();
     assert_eq!(cancelled["status"], "cancelled");
@@ -73,8 +73,9 @@ async fn a_failing_rpc_rolls_back_everything_it_did() {
 async fn rpc_arguments_are_checked_against_the_catalog() {
     let (app, w, _owner) = setup().await;
     let api = Api::new(&app, w.user_a, Some(w.tenant_a));
-    let r = api.post("/rest/rpc/campaign_start", json!({}), &[]).await.expect(400);
-    assert!(r.json()["message"].as_str().unwrap().contains("p_campaign_id"));
+    let r = api.post("/rest/rpc/campaign_start", json!({}), &[]).await.expect(404);
+    assert_eq!(r.error_code(), "PGRST202");
+    assert!(r.json()["details"].as_str().unwrap().contains("p_campaign_id"));
     assert!(r.json()["hint"].as_str().unwrap().contains("rpc.campaign_start(p_campaign_id uuid)"));
     api.post("/rest/rpc/campaign_start", json!({"p_campaign_id": "nope"}), &[]).await.expect(400);
     api.post("/rest/rpc/nope", json!({}), &[]).await.expect(404);
@@ -238,4 +239,99 @@ async fn the_reload_listener_reconnects_and_catches_up_after_its_connection_is_k
     assert_eq!(killed, 1, "one reload listener per application");
     // No NOTIFY: the reload after reconnecting picks the change up.
     until_exposed(&api, "/rest/while_away", || async {}).await;
+}
+
+#[tokio::test]
+async fn get_calls_stable_functions_with_query_arguments_and_refuses_volatile_ones() {
+    let (app, w, owner) = setup().await;
+    let api = Api::new(&app, w.user_a, Some(w.tenant_a));
+    contact(&owner, w.tenant_a, "+15550000001", Some("Ann")).await;
+    contact(&owner, w.tenant_b, "+15550000002", Some("Bea")).await;
+    owner
+        .batch_execute(
+            "CREATE FUNCTION rpc.contact_count(p_prefix text DEFAULT '') RETURNS bigint LANGUAGE sql STABLE
+               AS $$ SELECT count(*) FROM public.contacts WHERE phone LIKE p_prefix || '%' $$;
+             GRANT EXECUTE ON FUNCTION rpc.contact_count(text) TO rowcast_app;",
+        )
+        .await
+        .unwrap();
+    until_exposed(&api, "/rest/rpc/contact_count", || async { owner.batch_execute("NOTIFY rowcast_reload").await.unwrap() }).await;
+    assert_eq!(api.get("/rest/rpc/contact_count").await.expect(200).json(), json!(1), "RLS applies: tenant A's row only");
+    assert_eq!(api.get("/rest/v1/rpc/contact_count?p_prefix=%2B1555").await.expect(200).json(), json!(1));
+    assert_eq!(api.get("/rest/rpc/contact_count?p_prefix=%2B9").await.expect(200).json(), json!(0));
+    let head = api.send("HEAD", "/rest/rpc/contact_count", &[], None).await.expect(200);
+    assert!(head.text.is_empty());
+    let r = api.get("/rest/rpc/contact_count?nope=1").await.expect(404);
+    assert_eq!(r.error_code(), "PGRST202");
+    let r = api.get("/rest/rpc/contact_count?p_prefix=a&p_prefix=b").await.expect(400);
+    assert_eq!(r.error_code(), "PGRST100");
+    // A volatile function is never run by GET: PostgREST's 405 PGRST101, nothing written.
+    let id = contact(&owner, w.tenant_a, "+15550000003", Some("Cy")).await;
+    let r = api.get(&format!("/rest/rpc/campaign_start?p_campaign_id={id}")).await.expect(405);
+    assert_eq!(r.error_code(), "PGRST101");
+    let r = api.send("PUT", "/rest/rpc/contact_count", &[], None).await.expect(405);
+    assert_eq!(r.error_code(), "PGRST101");
+}
+
+#[tokio::test]
+async fn prefer_tx_rollback_answers_as_usual_and_writes_nothing() {
+    let (app, w, owner) = setup().await;
+    let api = Api::new(&app, w.user_a, Some(w.tenant_a));
+    let prefer = ("prefer", "return=representation, tx=rollback");
+    let r =
+        api.post("/rest/contacts?select=first_name", json!({"phone": "+15550000009", "first_name": "Ghost"}), &[prefer]).await.expect(201);
+    assert_eq!(r.json(), json!([{"first_name": "Ghost"}]));
+    assert!(r.header("preference-applied").unwrap().contains("tx=rollback"), "{:?}", r.header("preference-applied"));
+    assert_eq!(count(&owner, "contacts", "true").await, 0, "rolled back");
+    let id = contact(&owner, w.tenant_a, "+15550000001", Some("Ann")).await;
+    api.patch(&format!("/rest/contacts?id=eq.{id}"), json!({"first_name": "Zed"}), &[prefer]).await.expect(200);
+    api.delete(&format!("/rest/contacts?id=eq.{id}"), &[prefer]).await.expect(200);
+    assert_eq!(count(&owner, "contacts", "first_name = 'Ann' AND deleted_at IS NULL").await, 1, "neither applied");
+    // The twin: tx=commit (and no preference) writes.
+    let commit = ("prefer", "tx=commit");
+    let r = api.patch(&format!("/rest/contacts?id=eq.{id}"), json!({"first_name": "Zed"}), &[commit]).await.expect(204);
+    assert!(r.header("preference-applied").unwrap_or_default().contains("tx=commit"));
+    assert_eq!(count(&owner, "contacts", "first_name = 'Zed'").await, 1);
+}
+
+#[tokio::test]
+async fn set_returning_functions_take_select_filters_order_limit_and_count() {
+    let (app, w, owner) = setup().await;
+    let api = Api::new(&app, w.user_a, Some(w.tenant_a));
+    for (phone, name) in [("+15550000001", "Ann"), ("+15550000002", "Bob"), ("+15550000003", "Cy")] {
+        contact(&owner, w.tenant_a, phone, Some(name)).await;
+    }
+    contact(&owner, w.tenant_b, "+15550000004", Some("Bea")).await;
+    owner
+        .batch_execute(
+            "CREATE FUNCTION rpc.contacts_from(p_prefix text DEFAULT '+1') RETURNS SETOF public.contacts LANGUAGE sql STABLE
+               AS $$ SELECT * FROM public.contacts WHERE phone LIKE p_prefix || '%' $$;
+             GRANT EXECUTE ON FUNCTION rpc.contacts_from(text) TO rowcast_app;",
+        )
+        .await
+        .unwrap();
+    until_exposed(&api, "/rest/rpc/contacts_from", || async { owner.batch_execute("NOTIFY rowcast_reload").await.unwrap() }).await;
+    let r = api
+        .get_with(
+            "/rest/rpc/contacts_from?p_prefix=%2B1555&select=first_name&first_name=neq.Bob&order=first_name.desc&limit=1",
+            &[("prefer", "count=exact")],
+        )
+        .await
+        .expect(206);
+    assert_eq!(r.json(), json!([{"first_name": "Cy"}]), "RLS: B's Bea never appears");
+    assert_eq!(r.header("content-range"), Some("0-0/2"));
+    let r =
+        api.post("/rest/rpc/contacts_from?select=n:first_name&or=(first_name.eq.Ann,first_name.eq.Bea)", json!({}), &[]).await.expect(200);
+    assert_eq!(r.json(), json!([{"n": "Ann"}]));
+    let r = api.get("/rest/rpc/contacts_from?select=phone&first_name=eq.Ann").await.expect(200);
+    assert_eq!(r.json(), json!([{"phone": "+15550000001"}]));
+    api.get("/rest/rpc/contacts_from?select=nope").await.expect(400);
+    let r = api.get_with("/rest/rpc/contacts_from?first_name=eq.Ann", &[SINGULAR]).await.expect(200);
+    assert_eq!(r.json()["first_name"], "Ann");
+    // Not a set of table rows: shaping is refused, not ignored.
+    let r = api
+        .post("/rest/rpc/group_add_contacts?select=x", json!({"p_group_id": uuid::Uuid::nil(), "p_contact_ids": []}), &[])
+        .await
+        .expect(400);
+    assert_eq!(r.error_code(), "PGRST100");
 }

@@ -48,8 +48,8 @@ async fn arrays_with_different_keys_need_columns_and_missing_default_fills_the_g
     let api = Api::new(&app, w.user_a, Some(w.tenant_a));
     let rows = json!([{"phone": "+15551230001", "opted_out": true}, {"phone": "+15551230002"}]);
     let r = api.post("/rest/contacts", rows.clone(), &[]).await.expect(400);
-    assert_eq!(r.error_code(), "RC102");
-    let r = api.post("/rest/contacts?columns=phone,opted_out", rows.clone(), &[]).await.expect(422);
+    assert_eq!(r.error_code(), "PGRST102");
+    let r = api.post("/rest/contacts?columns=phone,opted_out", rows.clone(), &[]).await.expect(400);
     assert_eq!(r.error_code(), "23502", "a missing key is NULL without missing=default");
     assert_eq!(count(&owner, "contacts", "true").await, 0, "nothing written");
     let prefer = ("prefer", "return=representation,missing=default");
@@ -100,7 +100,7 @@ async fn unknown_body_keys_are_400_naming_the_column_and_write_nothing() {
     let (app, w, owner) = setup().await;
     let api = Api::new(&app, w.user_a, Some(w.tenant_a));
     let r = api.post("/rest/contacts", json!({"phone": "+15551230001", "nickname": "x"}), &[]).await.expect(400);
-    assert_eq!(r.error_code(), "RC204");
+    assert_eq!(r.error_code(), "PGRST204");
     assert!(r.json()["message"].as_str().unwrap().contains("'nickname'"));
     let id = contact(&owner, w.tenant_a, "+15551230009", Some("Old")).await;
     api.patch(&format!("/rest/contacts?id=eq.{id}"), json!({"first_name": "New", "nickname": "x"}), &[]).await.expect(400);
@@ -108,13 +108,13 @@ async fn unknown_body_keys_are_400_naming_the_column_and_write_nothing() {
 }
 
 #[tokio::test]
-async fn constraint_violations_are_409_or_422_with_their_message() {
+async fn constraint_violations_are_409_or_400_with_their_message() {
     let (app, w, owner) = setup().await;
     let api = Api::new(&app, w.user_a, Some(w.tenant_a));
     contact(&owner, w.tenant_a, "+15551230001", None).await;
     let r = api.post("/rest/contacts", json!({"phone": "+15551230001"}), &[]).await.expect(409);
     assert_eq!(r.error_code(), "23505");
-    let r = api.post("/rest/contacts", json!({"phone": "not a phone"}), &[]).await.expect(422);
+    let r = api.post("/rest/contacts", json!({"phone": "not a phone"}), &[]).await.expect(400);
     assert_eq!(r.error_code(), "23514");
     let fr = api
         .send("POST", "/rest/contacts", &[("accept-language", "fr")], Some(json!({"phone": "+15551230001"}).to_string()))
@@ -172,7 +172,8 @@ async fn patch_and_delete_without_a_filter_are_refused_and_change_nothing() {
     let api = Api::new(&app, w.user_a, Some(w.tenant_a));
     contact(&owner, w.tenant_a, "+15551230001", Some("A")).await;
     let r = api.patch("/rest/contacts", json!({"first_name": "Z"}), &[]).await.expect(400);
-    assert_eq!(r.error_code(), "RC106");
+    assert_eq!(r.error_code(), "21000");
+    assert_eq!(r.json()["message"], "UPDATE requires a WHERE clause");
     api.patch(&format!("/rest/contacts?tenantId={}", w.tenant_a), json!({"first_name": "Z"}), &[]).await.expect(400);
     api.patch("/rest/contacts?select=id", json!({"first_name": "Z"}), &[]).await.expect(400);
     api.delete("/rest/contacts", &[]).await.expect(400);
@@ -220,7 +221,7 @@ async fn singular_writes_touching_several_rows_are_406_and_rolled_back() {
     contact(&owner, w.tenant_a, "+15551230001", Some("A")).await;
     contact(&owner, w.tenant_a, "+15551230002", Some("A")).await;
     let r = api.patch("/rest/contacts?first_name=eq.A", json!({"last_name": "Z"}), &[SINGULAR]).await.expect(406);
-    assert_eq!(r.error_code(), "RC116");
+    assert_eq!(r.error_code(), "PGRST116");
     api.patch("/rest/contacts?first_name=eq.A", json!({"last_name": "Z"}), &[SINGULAR, REPRESENTATION]).await.expect(406);
     api.delete("/rest/contacts?first_name=eq.A", &[SINGULAR]).await.expect(406);
     api.post("/rest/contacts", json!([{"phone": "+15551230003"}, {"phone": "+15551230004"}]), &[SINGULAR]).await.expect(406);
@@ -253,7 +254,7 @@ async fn max_affected_refuses_and_rolls_back_writes_touching_too_many_rows() {
     contact(&owner, w.tenant_a, "+15551230002", Some("A")).await;
     let strict = ("prefer", "handling=strict, max-affected=1");
     let r = api.patch("/rest/contacts?first_name=eq.A", json!({"last_name": "Z"}), &[strict]).await.expect(400);
-    assert_eq!(r.error_code(), "RC124");
+    assert_eq!(r.error_code(), "PGRST124");
     api.delete("/rest/contacts?first_name=eq.A", &[strict]).await.expect(400);
     assert_eq!(count(&owner, "contacts", "last_name IS NULL AND deleted_at IS NULL").await, 2, "rolled back");
     api.patch("/rest/contacts?phone=eq.%2B15551230001", json!({"last_name": "Y"}), &[strict]).await.expect(204);

@@ -74,7 +74,7 @@ def main(base_url, token, tenant):
     check("single", one.data == {"first_name": "Ann", "attributes": {"vip": True}}, one.data)
     none = contacts().select("id").eq("first_name", "Nobody").maybe_single().execute()
     check("maybe_single with no row", none is None, none)
-    expect_error("single with several rows", lambda: contacts().select("id").single().execute())
+    expect_error("single with several rows", lambda: contacts().select("id").single().execute(), "PGRST116")
 
     # update, upsert, delete
     upd = contacts().update({"last_name": "A"}).eq("id", ann_id).execute()
@@ -88,16 +88,19 @@ def main(base_url, token, tenant):
     check("delete returns the row", len(gone.data) == 1 and gone.data[0]["deleted_at"] is not None, gone.data)
     check("deleted rows are hidden", contacts().select("id").eq("id", new_id).execute().data == [])
     check("update of nothing", contacts().update({"last_name": "Z"}).eq("first_name", "Nobody").execute().data == [])
-    expect_error("max_affected", lambda: contacts().update({"last_name": "Z"}).neq("first_name", "Nobody").max_affected(1).execute(), "RC124")
+    expect_error("max_affected", lambda: contacts().update({"last_name": "Z"}).neq("first_name", "Nobody").max_affected(1).execute(), "PGRST124")
     check("max_affected rolled back", contacts().select("id").eq("last_name", "Z").execute().data == [])
 
     # rpc and errors
     group = client.table("groups").insert({"name": "Conformance"}).execute().data[0]["id"]
     added = client.rpc("group_add_contacts", {"p_group_id": group, "p_contact_ids": [ann_id]}).execute()
     check("rpc returns its scalar", added.data == 1, added.data)
-    expect_error("unknown table", lambda: client.table("nope").select("*").execute(), "RC205")
+    expect_error("unknown table", lambda: client.table("nope").select("*").execute(), "PGRST205")
     expect_error("unknown column", lambda: contacts().select("nope").execute(), "42703")
     expect_error("constraint violation", lambda: contacts().insert({"phone": "+15557000002"}).execute(), "23505")
+    expect_error("check violation", lambda: contacts().insert({"phone": "not a phone"}).execute(), "23514")
+    expect_error("unknown function", lambda: client.rpc("nope", {}).execute(), "PGRST202")
+    expect_error("update without a filter", lambda: contacts().update({"last_name": "Z"}).execute(), "21000")
 
     client.aclose()
     failed = [name for name, ok, _ in CHECKS if not ok]

@@ -66,7 +66,7 @@ async fn illegal_campaign_moves_fail_naming_both_states() {
             let id = Uuid::new_v4();
             let mut sql = campaign_in(&s, id, from);
             sql.push(move_campaign(id, to));
-            let e = expect_err(s.run(s.w.admin_a, Some(s.w.tenant_a), &sql).await, "P0001", &format!("{from} -> {to}"));
+            let e = expect_err(s.run(s.w.admin_a, Some(s.w.tenant_a), &sql).await, "PT409", &format!("{from} -> {to}"));
             assert_eq!(message(&e), format!("illegal campaign status change: {from} -> {to}"));
             checked += 1;
         }
@@ -77,7 +77,7 @@ async fn illegal_campaign_moves_fail_naming_both_states() {
             "INSERT INTO campaigns (tenant_id, name, group_id, template_id, status) \
              VALUES (@tenant, 'x', @groups, @message_templates, '{status}')"
         ));
-        let e = expect_err(s.one(s.w.admin_a, Some(s.w.tenant_a), &sql).await, "P0001", &format!("created {status}"));
+        let e = expect_err(s.one(s.w.admin_a, Some(s.w.tenant_a), &sql).await, "PT409", &format!("created {status}"));
         assert!(message(&e).contains(&format!("-> {status}")), "{}", message(&e));
     }
     let unready = s.a("INSERT INTO campaigns (tenant_id, name, status, scheduled_at) VALUES (@tenant, 'x', 'scheduled', now())");
@@ -135,7 +135,7 @@ async fn campaign_start_and_cancel_refuse_what_is_not_theirs_to_do() {
     let a = Some(s.w.tenant_a);
     let start = |id: &str| format!("SELECT status FROM rpc.campaign_start({id})");
     let twice = [s.a(&start("@campaigns.spare")), s.a(&start("@campaigns.spare"))];
-    let e = expect_err(s.run(s.w.user_a, a, &twice).await, "P0001", "starting a running campaign");
+    let e = expect_err(s.run(s.w.user_a, a, &twice).await, "PT409", "starting a running campaign");
     assert_eq!(message(&e), "illegal campaign status change: running -> running");
     let empty = [s.a("UPDATE campaigns SET group_id = @groups.spare WHERE id = @campaigns.spare"), s.a(&start("@campaigns.spare"))];
     let e = expect_err(s.run(s.w.user_a, a, &empty).await, "22023", "starting over an empty group");
@@ -148,7 +148,7 @@ async fn campaign_start_and_cancel_refuse_what_is_not_theirs_to_do() {
         s.a("UPDATE campaigns SET status = 'completed' WHERE id = @campaigns.spare"),
         s.a("SELECT rpc.campaign_cancel(@campaigns.spare)"),
     ];
-    let e = expect_err(s.run(s.w.user_a, a, &done).await, "P0001", "cancelling a completed campaign");
+    let e = expect_err(s.run(s.w.user_a, a, &done).await, "PT409", "cancelling a completed campaign");
     assert_eq!(message(&e), "illegal campaign status change: completed -> cancelled");
     let twin = s.run(s.w.user_a, a, &[s.a(&start("@campaigns.spare"))]).await.unwrap();
     assert_eq!(first::<String>(&twin[0]), "running", "the legal start works");
@@ -164,7 +164,7 @@ async fn campaign_cancel_cancels_queued_messages_only() {
         s.a("SELECT contact_id = @contacts, status FROM messages_history WHERE campaign_id = @campaigns.spare ORDER BY 1"),
         s.a("SELECT rpc.campaign_cancel(@campaigns.spare)"),
     ];
-    let e = expect_err(s.run(s.w.admin_a, Some(s.w.tenant_a), &sql).await, "P0001", "cancelling twice");
+    let e = expect_err(s.run(s.w.admin_a, Some(s.w.tenant_a), &sql).await, "PT409", "cancelling twice");
     assert_eq!(message(&e), "illegal campaign status change: cancelled -> cancelled");
     let out = s.run(s.w.admin_a, Some(s.w.tenant_a), &sql[..4]).await.unwrap();
     assert_eq!(first::<String>(&out[2]), "cancelled");
@@ -212,6 +212,6 @@ async fn campaign_group_and_template_are_frozen_once_started() {
     let a = Some(s.w.tenant_a);
     let change = s.a("UPDATE campaigns SET group_id = @groups.spare WHERE id = @campaigns.spare RETURNING id");
     assert_eq!(s.one(s.w.user_a, a, &change).await.unwrap().len(), 1, "a draft may change its group");
-    let e = expect_err(s.run(s.w.user_a, a, &[s.a("SELECT rpc.campaign_start(@campaigns.spare)"), change]).await, "P0001", "after start");
+    let e = expect_err(s.run(s.w.user_a, a, &[s.a("SELECT rpc.campaign_start(@campaigns.spare)"), change]).await, "PT409", "after start");
     assert_eq!(message(&e), "campaign is running: its group and template can no longer change");
 }

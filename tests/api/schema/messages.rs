@@ -64,17 +64,17 @@ async fn illegal_message_moves_fail_naming_both_states() {
             let id = Uuid::new_v4();
             let mut sql = message_in(&s, id, from);
             sql.push(format!("SELECT rpc.message_update_status('{id}', '{to}')"));
-            let e = expect_err(s.run(s.w.user_a, Some(s.w.tenant_a), &sql).await, "P0001", &format!("{from} -> {to}"));
+            let e = expect_err(s.run(s.w.user_a, Some(s.w.tenant_a), &sql).await, "PT409", &format!("{from} -> {to}"));
             assert_eq!(message(&e), format!("illegal message status change: {from} -> {to}"));
             checked += 1;
         }
     }
     assert_eq!(checked, 7 * 6 - 9);
     let direct = s.a("UPDATE messages_history SET status = 'delivered' WHERE id = @messages_history");
-    let e = expect_err(s.one(s.w.user_a, Some(s.w.tenant_a), &direct).await, "P0001", "a plain UPDATE is checked too");
+    let e = expect_err(s.one(s.w.user_a, Some(s.w.tenant_a), &direct).await, "PT409", "a plain UPDATE is checked too");
     assert_eq!(message(&e), "illegal message status change: queued -> delivered");
     let created_sent = s.a("INSERT INTO messages_history (tenant_id, status, phone, body) VALUES (@tenant, 'sent', '+33611111111', 'Hi')");
-    expect_err(s.one(s.w.user_a, Some(s.w.tenant_a), &created_sent).await, "P0001", "created sent");
+    expect_err(s.one(s.w.user_a, Some(s.w.tenant_a), &created_sent).await, "PT409", "created sent");
 }
 
 #[tokio::test]

@@ -35,7 +35,7 @@ async fn soft_deleted_rows_are_frozen_until_restored() {
         let restore = counted(&s.a(&format!("UPDATE {table} SET deleted_at = NULL WHERE id = @{table}")));
         let e = expect_err(
             s.run(s.w.admin_a, Some(s.w.tenant_a), &[delete.clone(), edit.clone()]).await,
-            "P0001",
+            "PT409",
             &format!("{table}: editing a deleted row"),
         );
         assert!(message(&e).contains("is deleted: restore it"), "{}", message(&e));

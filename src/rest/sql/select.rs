@@ -1,0 +1,76 @@
+//! The select list.
+
+use std::fmt::Write;
+
+use super::readable;
+use crate::error::ApiError;
+use crate::rest::catalog::Table;
+use crate::rest::errors;
+use crate::rest::query::SelectItem;
+
+/// Type casts allowed in `select=col::type`.
+const CASTS: &[&str] = &[
+    "text",
+    "varchar",
+    "int",
+    "int2",
+    "int4",
+    "int8",
+    "integer",
+    "bigint",
+    "smallint",
+    "numeric",
+    "float4",
+    "float8",
+    "real",
+    "bool",
+    "boolean",
+    "date",
+    "time",
+    "timestamp",
+    "timestamptz",
+    "uuid",
+    "json",
+    "jsonb",
+];
+
+/// A whitelisted cast type (lowercased), or 400.
+pub fn cast_type(cast: &str) -> Result<String, ApiError> {
+    let cast = cast.to_ascii_lowercase();
+    match CASTS.contains(&cast.as_str()) {
+        true => Ok(cast),
+        false => Err(errors::bad(format!("cast to '{cast}' is not allowed"), format!("conversion en '{cast}' non autorisée"))
+            .with_hint(format!("Allowed casts: {}.", CASTS.join(", ")))),
+    }
+}
+
+/// The select list over `qual`: `*` is every column the role may read.
+pub fn select_sql(table: &Table, qual: &str, items: Option<&[SelectItem]>) -> Result<String, ApiError> {
+    let star = [SelectItem::Star];
+    let mut out = Vec::new();
+    for item in items.unwrap_or(&star) {
+        match item {
+            SelectItem::Star => out.extend(table.selectable().map(|c| format!("{qual}.{}", c.ident))),
+            SelectItem::Field { column, alias, cast } => {
+                let col = readable(table, column.as_str())?;
+                let mut s = format!("{qual}.{}", col.ident);
+                if let Some(cast) = cast {
+                    let _ = write!(s, "::{}", cast_type(cast)?);
+                }
+                let _ = write!(s, " AS {}", crate::rest::ident::quote_ident(alias.as_deref().unwrap_or(&col.name)));
+                out.push(s);
+            }
+            // the read planner renders these (see `plan`); a flat list never holds them
+            SelectItem::Aggregate(_) | SelectItem::Embed(_) => {
+                return Err(errors::bad(
+                    "embedded resources and aggregates are not supported here",
+                    "ressources incluses et agrégats non pris en charge ici",
+                ));
+            }
+        }
+    }
+    match out.is_empty() {
+        true => Err(errors::table_forbidden(&table.name, "read")),
+        false => Ok(out.join(", ")),
+    }
+}
