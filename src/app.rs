@@ -19,6 +19,7 @@ pub struct AppState {
     pub started: Instant,
     pub rest: crate::rest::RestState,
     pub realtime: crate::realtime::Realtime,
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +51,10 @@ impl Application {
             Db::new(app_config, settings.pool_size, settings.pool_timeout, settings.statement_timeout).with_slow_query(settings.slow_query);
         let rest = crate::rest::RestState::load(&db).await?;
         let realtime = crate::realtime::Realtime::start(&settings, settings.app_pg_config()?, &db).await?;
+        let webhooks = crate::webhooks::Webhooks::start(&settings, settings.app_pg_config()?).map_err(StartError::Database)?;
         let listener = tokio::net::TcpListener::bind(settings.bind).await.map_err(|e| StartError::Bind(settings.bind, e))?;
         let port = listener.local_addr().map_err(|e| StartError::Bind(settings.bind, e))?.port();
-        let state = Arc::new(AppState { settings, db, jwt, started: Instant::now(), rest, realtime });
+        let state = Arc::new(AppState { settings, db, jwt, started: Instant::now(), rest, realtime, webhooks });
         Ok(Self { listener, port, state, shutdown: CancellationToken::new() })
     }
 
@@ -75,6 +77,7 @@ impl Application {
         let state = self.state.clone();
         let stopping = async move {
             shutdown.cancelled().await;
+            state.webhooks.shutdown();
             state.realtime.shutdown().await;
         };
         warp::serve(routes).incoming(self.listener).graceful(stopping).run().await;

@@ -14,3 +14,4 @@ pub mod ops;
 pub mod realtime;
 pub mod rest;
 pub mod telemetry;
+pub mod webhooks;

@@ -19,3 +19,4 @@ mod rest_isolation;
 mod rest_rpc;
 mod rest_write;
 mod schema;
+mod webhooks;
