@@ -41,56 +41,36 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Connections of the delivery pool (feed, claim, record, stats).
 const POOL_SIZE: usize = 4;
 
-/// Handle on this instance's delivery machinery.
-pub struct Webhooks {
-    cancel: CancellationToken,
-    /// This instance's identity in `app.webhook_deliveries.claimed_by`.
-    pub worker_id: Uuid,
-}
-
-impl Webhooks {
-    /// Starts the wake-up listener, the dispatcher and the stats loop.
-    pub fn start(settings: &Settings, app_config: tokio_postgres::Config) -> Result<Self, String> {
-        let mut config = app_config.clone();
-        config.application_name("rowcast-webhooks");
-        let db = Db::new(config, POOL_SIZE, Duration::from_secs(5), Duration::from_secs(30));
-        let cancel = CancellationToken::new();
-        let wake = Arc::new(Notify::new());
-        let worker_id = Uuid::new_v4();
-        let dispatcher = Arc::new(Dispatcher {
-            db: db.clone(),
-            sender: Sender::new(&settings.webhooks)?,
-            worker: worker_id,
-            limits: settings.webhooks.clone(),
-            wake: wake.clone(),
-            inflight: Mutex::default(),
-            total: AtomicUsize::new(0),
-            cancel: cancel.clone(),
-        });
-        wake::spawn(app_config, wake, cancel.clone());
-        tokio::spawn(dispatcher.run());
-        tokio::spawn(stats_loop(db, settings.event_retention, cancel.clone()));
-        if settings.webhooks.allow_private {
-            tracing::warn!("ROWCAST_WEBHOOK_ALLOW_PRIVATE=true: webhooks may reach loopback and private addresses");
-        }
-        Ok(Self { cancel, worker_id })
+/// Starts the wake-up listener, the dispatcher and the stats loop of this instance; they
+/// stop when `cancel` is cancelled (attempts in flight are abandoned to their lease).
+pub fn start(settings: &Settings, app_config: tokio_postgres::Config, cancel: CancellationToken) -> Result<(), String> {
+    let mut config = app_config.clone();
+    config.application_name("rowcast-webhooks");
+    let db = Db::new(config, POOL_SIZE, Duration::from_secs(5), Duration::from_secs(30));
+    let wake = Arc::new(Notify::new());
+    let dispatcher = Arc::new(Dispatcher {
+        db: db.clone(),
+        sender: Sender::new(&settings.webhooks)?,
+        worker: Uuid::new_v4(),
+        limits: settings.webhooks.clone(),
+        wake: wake.clone(),
+        inflight: Mutex::default(),
+        total: AtomicUsize::new(0),
+        cancel: cancel.clone(),
+    });
+    wake::spawn(app_config, wake, cancel.clone());
+    tokio::spawn(dispatcher.run());
+    tokio::spawn(stats_loop(db, settings.event_retention, cancel));
+    if settings.webhooks.allow_private {
+        tracing::warn!("ROWCAST_WEBHOOK_ALLOW_PRIVATE=true: webhooks may reach loopback and private addresses");
     }
-
-    /// Stops claiming; attempts in flight are abandoned to their lease.
-    pub fn shutdown(&self) {
-        self.cancel.cancel();
-    }
-}
-
-impl Drop for Webhooks {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
+    Ok(())
 }
 
 struct Dispatcher {
     db: Db,
     sender: Sender,
+    /// This instance's identity in `app.webhook_deliveries.claimed_by`.
     worker: Uuid,
     limits: WebhookSettings,
     wake: Arc<Notify>,

@@ -16,8 +16,8 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 use warp::Filter;
 
+use crate::helpers::ws::{WAIT, WsClient, add_contact, connect};
 use crate::helpers::{TestApp, TestDb, World, base_env};
-use crate::realtime::{WAIT, WsClient, add_contact, connect};
 
 /// What the receiver answers, in order; 200 once the script is exhausted.
 #[derive(Clone, Debug)]
