@@ -1,4 +1,4 @@
-//! The benchmark command: `cargo bench --bench rowcast -- [rest] [postgraphile] [latency] [fanout] [--seconds N] [--clients N]`.
+//! The benchmark command: `cargo bench --bench rowcast -- [rest] [postgraphile] [latency] [fanout] [webhooks] [--seconds N] [--clients N]`.
 //!
 //! Starts a private cluster, migrates and seeds it, runs the real server in-process, drives
 //! it over HTTP, and runs `pgbench` with the identical transaction (BEGIN, app.begin_request,
@@ -16,6 +16,8 @@ use uuid::Uuid;
 
 #[path = "rowcast/realtime.rs"]
 mod realtime;
+#[path = "rowcast/webhooks.rs"]
+mod webhooks;
 #[path = "rowcast/wrk.rs"]
 mod wrk;
 
@@ -45,7 +47,7 @@ fn options() -> Options {
         }
     }
     if opts.suites.is_empty() {
-        opts.suites = vec!["rest".into(), "postgraphile".into(), "latency".into(), "fanout".into()];
+        opts.suites = vec!["rest".into(), "postgraphile".into(), "latency".into(), "fanout".into(), "webhooks".into()];
     }
     opts
 }
@@ -422,7 +424,8 @@ fn main() -> anyhow::Result<()> {
                 "postgraphile" => postgraphile_suite(&cluster, &opts).await?,
                 "latency" => realtime::latency_suite(&cluster, &opts).await?,
                 "fanout" => realtime::fanout_suite(&cluster, &opts).await?,
-                other => anyhow::bail!("unknown suite `{other}` (known: rest, postgraphile, latency, fanout)"),
+                "webhooks" => webhooks::webhooks_suite(&cluster, &opts).await?,
+                other => anyhow::bail!("unknown suite `{other}` (known: rest, postgraphile, latency, fanout, webhooks)"),
             }
         }
         Ok(())
