@@ -465,6 +465,12 @@ async fn a_tenant_admin_reads_logs_pings_retries_and_sees_stats() {
     assert_eq!(rx.next().await.json()["type"], "webhook_ping");
     next_log(&mut s.admin_ws).await;
 
+    let metrics = s.app.http.get(s.app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for name in
+        ["rowcast_webhook_deliveries_total{outcome=\"failed\"}", "rowcast_webhook_attempt_duration_seconds", "rowcast_webhook_queue_depth"]
+    {
+        assert!(metrics.contains(name), "{name} in /metrics");
+    }
     let (status, stats) = rpc(&s.app, &admin, s.world.tenant_a, "webhook_stats", json!({})).await;
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats[0]["webhook_id"], json!(hook), "{stats}");
@@ -540,4 +546,34 @@ async fn a_client_secret_must_have_the_standard_webhooks_form() {
     let generated: String = s.owner.query_one("SELECT app.new_webhook_secret()", &[]).await.unwrap().get(0);
     let key = base64::engine::general_purpose::STANDARD.decode(&generated[6..]).expect("base64 after whsec_");
     assert_eq!(key.len(), 32);
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_holds_only_its_tenants_slots_and_never_delays_another_tenant() {
+    let s = setup(&[
+        ("ROWCAST_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("ROWCAST_WEBHOOK_CONCURRENCY", "4"),
+        ("ROWCAST_WEBHOOK_TENANT_CONCURRENCY", "2"),
+        ("ROWCAST_WEBHOOK_TIMEOUT_MS", "30000"),
+    ])
+    .await;
+    let mut hung = Receiver::start(vec![Reply::Hang(Duration::from_secs(60)); 10]).await;
+    let hook = add_hook(&s.owner, s.world.tenant_a, &hung.url, &secret()).await;
+    s.owner.execute("UPDATE webhooks SET parallel = true WHERE id = $1", &[&hook]).await.unwrap();
+    s.owner
+        .execute(
+            "INSERT INTO contacts (tenant_id, phone) SELECT $1, '+3398' || lpad(i::text, 6, '0') FROM generate_series(1, 10) i",
+            &[&s.world.tenant_a],
+        )
+        .await
+        .unwrap();
+    hung.next().await;
+    hung.next().await;
+    let mut rx_b = Receiver::start(vec![]).await;
+    add_hook(&s.owner, s.world.tenant_b, &rx_b.url, &secret()).await;
+    let started = Instant::now();
+    let b = add_contact(&s.owner, s.world.tenant_b).await;
+    assert_eq!(rx_b.next().await.json()["payload"]["id"], json!(b));
+    assert!(started.elapsed() < Duration::from_secs(5), "tenant B waited {:?} behind A's hanging receiver", started.elapsed());
+    assert!(hung.hits.try_recv().is_err(), "tenant A never had more than its 2 slots in flight");
 }
