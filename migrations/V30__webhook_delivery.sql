@@ -409,7 +409,7 @@ GRANT EXECUTE ON FUNCTION app.webhook_claim(uuid, integer, integer, uuid[], inte
 -- ---------------------------------------------------------------------------------------
 -- Record an attempt: one webhook_logs row (→ webhook_triggered), then succeed, schedule the
 -- next attempt, or fail (and disable the webhook after disable_after failed deliveries).
--- Returns succeeded | retrying | failed | stale (the claim was taken over meanwhile: the
+-- Returns succeeded | retrying | failed | cancelled (the webhook went inactive) | stale (the claim was taken over meanwhile: the
 -- attempt is logged, the delivery left to its new holder).
 -- ---------------------------------------------------------------------------------------
 CREATE FUNCTION app.webhook_record(
@@ -447,6 +447,15 @@ BEGIN
         INSERT INTO app.webhook_health AS h (webhook_id, consecutive_failures, last_success_at) VALUES (d.webhook_id, 0, now())
         ON CONFLICT (webhook_id) DO UPDATE SET consecutive_failures = 0, last_success_at = now();
         RETURN 'succeeded';
+    END IF;
+
+    IF NOT EXISTS (SELECT 1 FROM public.webhooks w WHERE w.id = d.webhook_id AND w.is_active AND w.deleted_at IS NULL) THEN
+        -- Deactivated or deleted while this attempt was in flight: no further attempt.
+        UPDATE app.webhook_deliveries x
+           SET status = 'cancelled', completed_at = now(), updated_at = now(), last_status_code = p_status,
+               last_error = left(p_error, 1024)
+         WHERE x.id = d.id;
+        RETURN 'cancelled';
     END IF;
 
     IF p_retryable AND d.attempts < d.max_attempts THEN

@@ -63,7 +63,7 @@ pub async fn claim(
         .collect())
 }
 
-/// Logs the attempt and moves the delivery on; returns succeeded | retrying | failed | stale.
+/// Logs the attempt and moves the delivery on; returns succeeded, retrying, failed, cancelled or stale.
 pub async fn record(client: &Client, worker: Uuid, job: &Job, outcome: &Outcome) -> Result<String, tokio_postgres::Error> {
     let status = outcome.status.map(i32::from);
     let duration = i32::try_from(outcome.duration.as_millis()).unwrap_or(i32::MAX);
