@@ -577,3 +577,25 @@ async fn a_hanging_receiver_holds_only_its_tenants_slots_and_never_delays_anothe
     assert!(started.elapsed() < Duration::from_secs(5), "tenant B waited {:?} behind A's hanging receiver", started.elapsed());
     assert!(hung.hits.try_recv().is_err(), "tenant A never had more than its 2 slots in flight");
 }
+
+#[tokio::test]
+async fn shutdown_ends_the_delivery_tasks_and_their_connections() {
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    let app = serve(&db, &[]).await;
+    // The database is the only place to watch them (they connect on their own).
+    let count = || async {
+        let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'rowcast-webhooks%'";
+        owner.query_one(sql, &[]).await.unwrap().get::<_, i64>(0)
+    };
+    let deadline = Instant::now() + WAIT;
+    while count().await < 2 {
+        assert!(Instant::now() < deadline, "the dispatcher and its listener connect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(app);
+    while count().await > 0 {
+        assert!(Instant::now() < deadline, "delivery connections remain after shutdown: {}", count().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
