@@ -1,4 +1,4 @@
-//! The benchmark command: `cargo bench --bench rowcast -- [rest] [postgraphile] [latency] [fanout] [embed] [--seconds N] [--clients N]`.
+//! The benchmark command: `cargo bench --bench rowcast -- [rest] [postgraphile] [latency] [fanout] [embed] [webhooks] [--seconds N] [--clients N]`.
 //!
 //! Starts a private cluster, migrates and seeds it, runs the real server in-process, drives
 //! it over HTTP, and runs `pgbench` with the identical transaction (BEGIN, app.begin_request,
@@ -18,6 +18,8 @@ use uuid::Uuid;
 mod embed;
 #[path = "rowcast/realtime.rs"]
 mod realtime;
+#[path = "rowcast/webhooks.rs"]
+mod webhooks;
 #[path = "rowcast/wrk.rs"]
 mod wrk;
 
@@ -47,7 +49,7 @@ fn options() -> Options {
         }
     }
     if opts.suites.is_empty() {
-        opts.suites = vec!["rest".into(), "postgraphile".into(), "latency".into(), "fanout".into(), "embed".into()];
+        opts.suites = vec!["rest".into(), "postgraphile".into(), "latency".into(), "fanout".into(), "embed".into(), "webhooks".into()];
     }
     opts
 }
@@ -425,7 +427,8 @@ fn main() -> anyhow::Result<()> {
                 "latency" => realtime::latency_suite(&cluster, &opts).await?,
                 "fanout" => realtime::fanout_suite(&cluster, &opts).await?,
                 "embed" => embed::embed_suite(&cluster, &opts).await?,
-                other => anyhow::bail!("unknown suite `{other}` (known: rest, postgraphile, latency, fanout, embed)"),
+                "webhooks" => webhooks::webhooks_suite(&cluster, &opts).await?,
+                other => anyhow::bail!("unknown suite `{other}` (known: rest, postgraphile, latency, fanout, embed, webhooks)"),
             }
         }
         Ok(())

@@ -61,6 +61,7 @@ impl Application {
         reload_config.application_name("rowcast-rest-reload");
         crate::rest::state::spawn_reloader(&rest, reload_config, tasks.child_token());
 
+        crate::webhooks::start(&core.settings, app_config.clone(), tasks.child_token()).map_err(StartError::Database)?;
         let realtime = Arc::new(Realtime::start(core.clone(), app_config, tasks.child_token()).await?);
         crate::realtime::retention::spawn(core.db.clone(), core.settings.event_retention, tasks.child_token());
 

@@ -48,6 +48,21 @@ pub struct Settings {
     pub ws_queue_capacity: usize,
     /// WebSocket keepalive ping interval; a session silent for two intervals is closed.
     pub ws_keepalive: Duration,
+    /// Webhook delivery settings (SPEC §10).
+    pub webhooks: WebhookSettings,
+}
+
+/// How this instance delivers webhooks.
+#[derive(Clone, Debug)]
+pub struct WebhookSettings {
+    /// `ROWCAST_WEBHOOK_ALLOW_PRIVATE`: let deliveries reach loopback/private/link-local addresses.
+    pub allow_private: bool,
+    /// `ROWCAST_WEBHOOK_CONCURRENCY`: attempts in flight in this instance, all tenants.
+    pub concurrency: usize,
+    /// `ROWCAST_WEBHOOK_TENANT_CONCURRENCY`: attempts in flight in this instance per tenant.
+    pub tenant_concurrency: usize,
+    /// `ROWCAST_WEBHOOK_TIMEOUT_MS`: whole-attempt bound (connect is at most 5 s of it).
+    pub timeout: Duration,
 }
 
 pub const APP_ROLE: &str = "rowcast_app";
@@ -131,6 +146,7 @@ impl Settings {
             log_json: env.get("ROWCAST_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             ws_queue_capacity: parse_var(env, "ROWCAST_WS_QUEUE_CAPACITY", 1024, "a positive number of events, e.g. 1024")?.max(1),
             ws_keepalive: millis(env, "ROWCAST_WS_KEEPALIVE_MS", 30_000)?.max(Duration::from_millis(100)),
+            webhooks: webhook_settings(env)?,
         })
     }
 
@@ -168,6 +184,32 @@ impl Settings {
             .ok_or_else(|| ConfigError::new("ROWCAST_APP_PASSWORD", "not set: needed to derive the app DSN from DATABASE_URL"))?;
         config.user(APP_ROLE).password(password.expose().as_bytes());
         Ok(config)
+    }
+}
+
+fn webhook_settings(env: &Env) -> Result<WebhookSettings, ConfigError> {
+    let concurrency: usize = parse_var(env, "ROWCAST_WEBHOOK_CONCURRENCY", 64, "a positive number of requests, e.g. 64")?;
+    let tenant_concurrency: usize = parse_var(env, "ROWCAST_WEBHOOK_TENANT_CONCURRENCY", 8, "a positive number of requests, e.g. 8")?;
+    if concurrency == 0 || tenant_concurrency == 0 {
+        let var = if concurrency == 0 { "ROWCAST_WEBHOOK_CONCURRENCY" } else { "ROWCAST_WEBHOOK_TENANT_CONCURRENCY" };
+        return Err(ConfigError::new(var, "must be at least 1"));
+    }
+    let timeout = millis(env, "ROWCAST_WEBHOOK_TIMEOUT_MS", 15_000)?;
+    if timeout < Duration::from_millis(100) || timeout > Duration::from_secs(60) {
+        return Err(ConfigError::new("ROWCAST_WEBHOOK_TIMEOUT_MS", "must be between 100 and 60000 milliseconds (default 15000)"));
+    }
+    Ok(WebhookSettings { allow_private: flag(env, "ROWCAST_WEBHOOK_ALLOW_PRIVATE", false)?, concurrency, tenant_concurrency, timeout })
+}
+
+/// A boolean variable: true/false, 1/0, yes/no, on/off.
+fn flag(env: &Env, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match env.get(var).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) => match v.as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::new(var, format!("`{v}` is not valid: expected true or false"))),
+        },
     }
 }
 
@@ -258,6 +300,17 @@ mod tests {
             let err = Settings::from_env(&env(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var);
         }
+    }
+
+    #[test]
+    fn webhook_private_flag_is_validated() {
+        assert!(!Settings::from_env(&env(&[("X", "y")])).unwrap().webhooks.allow_private, "off by default");
+        assert!(Settings::from_env(&env(&[("ROWCAST_WEBHOOK_ALLOW_PRIVATE", "true")])).unwrap().webhooks.allow_private);
+        assert!(!Settings::from_env(&env(&[("ROWCAST_WEBHOOK_ALLOW_PRIVATE", "false")])).unwrap().webhooks.allow_private);
+        let err = Settings::from_env(&env(&[("ROWCAST_WEBHOOK_ALLOW_PRIVATE", "maybe")])).unwrap_err();
+        assert_eq!(err.var, "ROWCAST_WEBHOOK_ALLOW_PRIVATE");
+        let err = Settings::from_env(&env(&[("ROWCAST_WEBHOOK_CONCURRENCY", "0")])).unwrap_err();
+        assert_eq!(err.var, "ROWCAST_WEBHOOK_CONCURRENCY");
     }
 
     #[test]

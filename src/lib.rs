@@ -19,3 +19,4 @@ pub mod rest;
 pub mod secret;
 pub mod stats;
 pub mod telemetry;
+pub mod webhooks;

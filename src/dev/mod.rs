@@ -33,6 +33,10 @@ pub async fn run() -> anyhow::Result<()> {
     };
     let env = Env::load();
     let mut settings = Settings::from_env(&env)?;
+    if !env.is_explicit("ROWCAST_WEBHOOK_ALLOW_PRIVATE") {
+        settings.webhooks.allow_private = true;
+        eprintln!("ROWCAST_WEBHOOK_ALLOW_PRIVATE=true (set by rowcast dev): webhooks may reach loopback and private addresses");
+    }
     let report = crate::db::migrate::migrate(
         &settings.owner_pg_config()?,
         settings.app_password.as_ref().map(|p| p.expose().as_str()).unwrap_or(&state.app_password),

@@ -26,3 +26,4 @@ mod rest_supabase;
 mod rest_write;
 mod schema;
 mod security;
+mod webhooks;

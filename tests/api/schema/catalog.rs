@@ -59,9 +59,12 @@ async fn every_security_definer_function_pins_its_search_path() {
             "rpc.invitation_accept(uuid)",
             "rpc.invitation_decline(uuid)",
             "rpc.invite_user(text,text,text)",
-            "rpc.webhook_regenerate_secret(uuid)"
+            "rpc.webhook_ping(uuid)",
+            "rpc.webhook_regenerate_secret(uuid)",
+            "rpc.webhook_retry(uuid)",
+            "rpc.webhook_stats()"
         ],
-        "the only definers in rpc, on purpose"
+        "the only definers in rpc, on purpose (the webhook ones read the delivery queue, which rowcast_app cannot)"
     );
     // The twin: an unpinned definer is caught.
     owner.batch_execute("CREATE FUNCTION app.unpinned() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'").await.unwrap();
@@ -140,7 +143,10 @@ async fn every_rpc_function_is_executable_by_rowcast_app_and_not_by_public() {
         "rpc.group_remove_contacts(uuid,uuid[])",
         "rpc.invite_user(text,text,text)",
         "rpc.message_update_status(uuid,text,text)",
+        "rpc.webhook_ping(uuid)",
         "rpc.webhook_regenerate_secret(uuid)",
+        "rpc.webhook_retry(uuid)",
+        "rpc.webhook_stats()",
     ] {
         assert!(functions.iter().any(|x| x == f), "{f} exists: {functions:?}");
     }

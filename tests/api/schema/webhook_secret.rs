@@ -22,11 +22,14 @@ async fn webhook_secret_is_never_selectable_by_rowcast_app() {
         s.a("SELECT id, tenant_id, name, url, events, is_active, deleted_at, created_at, updated_at FROM webhooks WHERE id = @webhooks");
     assert_eq!(s.one(s.w.admin_a, a, &twin).await.unwrap().len(), 1, "every other column is readable");
     let own_secret =
-        s.a("INSERT INTO webhooks (tenant_id, name, url, secret) VALUES (@tenant, 'n', 'https://n.test/h', repeat('s', 32)) RETURNING id");
+        s.a("INSERT INTO webhooks (tenant_id, name, url, secret) VALUES (@tenant, 'n', 'https://n.test/h', 'whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=') RETURNING id");
     assert!(s.one(s.w.admin_a, a, &own_secret).await.is_ok(), "a client may bring its own secret on insert");
-    let weak = own_secret.replace("repeat('s', 32)", "'short'");
-    let e = expect_err(s.one(s.w.admin_a, a, &weak).await, "23514", "a weak secret");
-    assert_eq!(constraint(&e).as_deref(), Some("webhooks_secret_check"));
+    // V30: a client's secret has the Standard Webhooks form, whsec_ + base64 of >= 24 bytes.
+    for weak in ["'short'", "repeat('s', 32)", "'whsec_c2hvcnQ='"] {
+        let weak = own_secret.replace("'whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY='", weak);
+        let e = expect_err(s.one(s.w.admin_a, a, &weak).await, "23514", "a weak secret");
+        assert_eq!(constraint(&e).as_deref(), Some("webhooks_secret_format_check"));
+    }
     let privileges: (bool, bool) = {
         let r = s
             .owner
@@ -50,11 +53,14 @@ async fn regenerating_a_webhook_secret_returns_it_once_to_admins_only() {
     let stored = s.a("SELECT secret FROM webhooks WHERE id = @webhooks");
     let before: String = s.owner_scalar(&stored).await;
     let first_secret: String = first(&s.commit(s.w.admin_a, a, &regenerate).await.unwrap());
-    assert!(first_secret.starts_with("whsec_") && first_secret.len() == 70, "{first_secret}");
+    assert!(first_secret.starts_with("whsec_") && first_secret.len() == 50, "whsec_ + base64 of 32 bytes: {first_secret}");
     assert_ne!(first_secret, before);
     assert_eq!(s.owner_scalar::<String>(&stored).await, first_secret, "the returned secret is the stored one");
     let second: String = first(&s.commit(s.w.platform_admin, None, &regenerate).await.unwrap());
-    assert_ne!(second, first_secret, "each call rotates: the previous secret is gone for good");
+    assert_ne!(
+        second, first_secret,
+        "each call rotates (the previous secret only keeps signing for 24 h, in app.webhook_previous_secrets)"
+    );
 
     expect_err(s.one(s.w.user_a, a, &regenerate).await, "42501", "tenant user");
     expect_err(s.app.query(&regenerate, &[]).await, "42501", "no context");

@@ -1,0 +1,601 @@
+//! Webhook delivery over real sockets: a receiver on 127.0.0.1 inside the test, the real
+//! server (or two) on one database, signatures checked by the `standardwebhooks` npm package.
+//! Signals are awaited, never slept on: receiver hits arrive on a channel, attempt logs as
+//! `webhook_triggered` events on a tenant admin's WebSocket.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rowcast::app::Application;
+use rowcast::config::{Env, Settings};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+use uuid::Uuid;
+use warp::Filter;
+
+use crate::helpers::ws::{WAIT, WsClient, add_contact, connect};
+use crate::helpers::{TestApp, TestDb, World, base_env};
+
+/// What the receiver answers, in order; 200 once the script is exhausted.
+#[derive(Clone, Debug)]
+enum Reply {
+    Status(u16),
+    RetryAfter(u16, &'static str),
+    Hang(Duration),
+}
+
+#[derive(Clone, Debug)]
+struct Hit {
+    id: String,
+    timestamp: String,
+    signature: String,
+    body: String,
+    at: Instant,
+}
+
+impl Hit {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).expect("the body is JSON")
+    }
+}
+
+struct Receiver {
+    url: String,
+    hits: mpsc::UnboundedReceiver<Hit>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Receiver {
+    async fn start(script: Vec<Reply>) -> Receiver {
+        let script = Arc::new(Mutex::new(VecDeque::from(script)));
+        let (tx, hits) = mpsc::unbounded_channel();
+        let route = warp::post().and(warp::header::headers_cloned()).and(warp::body::bytes()).then(
+            move |headers: warp::http::HeaderMap, body: bytes::Bytes| {
+                let (script, tx) = (script.clone(), tx.clone());
+                async move {
+                    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                    let hit = Hit {
+                        id: header("webhook-id"),
+                        timestamp: header("webhook-timestamp"),
+                        signature: header("webhook-signature"),
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                        at: Instant::now(),
+                    };
+                    let _ = tx.send(hit);
+                    let reply = script.lock().unwrap().pop_front();
+                    let (status, retry_after) = match reply {
+                        Some(Reply::Status(s)) => (s, None),
+                        Some(Reply::RetryAfter(s, v)) => (s, Some(v)),
+                        Some(Reply::Hang(d)) => {
+                            tokio::time::sleep(d).await;
+                            (200, None)
+                        }
+                        None => (200, None),
+                    };
+                    let mut response = warp::http::Response::builder().status(status);
+                    if let Some(v) = retry_after {
+                        response = response.header("retry-after", v);
+                    }
+                    response.body(format!("answer {status}")).unwrap()
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
+        let server = tokio::spawn(warp::serve(route).incoming(listener).run());
+        Receiver { url, hits, server }
+    }
+
+    async fn next(&mut self) -> Hit {
+        tokio::time::timeout(WAIT, self.hits.recv()).await.expect("timed out waiting for a delivery").expect("receiver open")
+    }
+}
+
+/// A Standard Webhooks secret the test knows.
+fn secret() -> String {
+    let bytes: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+async fn add_hook(owner: &Client, tenant: Uuid, url: &str, secret: &str) -> Uuid {
+    owner
+        .query_one(
+            "INSERT INTO webhooks (tenant_id, name, url, secret) VALUES ($1, 'hook', $2, $3) RETURNING id",
+            &[&tenant, &url, &secret],
+        )
+        .await
+        .expect("insert a webhook")
+        .get(0)
+}
+
+/// Fast retries for tests (the default schedule starts at 5 s).
+async fn schedule(owner: &Client, steps: &str, disable_after: i32) {
+    owner
+        .execute(
+            "UPDATE app.webhook_settings SET retry_schedule = $1::text::interval[], jitter = 0, disable_after = $2",
+            &[&steps, &disable_after],
+        )
+        .await
+        .unwrap();
+}
+
+/// The server on an existing database, with `vars` on top of the test defaults.
+async fn serve(db: &TestDb, vars: &[(&str, &str)]) -> TestApp {
+    let mut env = base_env(db);
+    for (k, v) in vars {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    let settings = Settings::from_env(&Env::from_pairs(env)).expect("valid test settings");
+    let app = Application::build(settings).await.expect("build the application");
+    let port = app.port();
+    let (shutdown, state) = (app.shutdown_token(), app.state());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        db: TestDb { name: db.name.clone() },
+        http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        shutdown,
+        state,
+    }
+}
+
+const PRIVATE_OK: &[(&str, &str)] = &[("ROWCAST_WEBHOOK_ALLOW_PRIVATE", "true")];
+
+struct Setup {
+    app: TestApp,
+    owner: Client,
+    world: World,
+    admin_ws: WsClient,
+}
+
+async fn setup(vars: &[(&str, &str)]) -> Setup {
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    let world = World::create(&owner).await;
+    let app = serve(&db, vars).await;
+    let admin_ws = connect(&app, world.admin_a, Some(world.tenant_a)).await;
+    Setup { app, owner, world, admin_ws }
+}
+
+/// The next attempt log (`webhook_triggered` payload) seen by tenant A's admin.
+async fn next_log(ws: &mut WsClient) -> Value {
+    loop {
+        let event = ws.next_event().await;
+        if event["type"] == "webhook_triggered" {
+            return event["payload"].clone();
+        }
+    }
+}
+
+async fn rpc(app: &TestApp, token: &str, tenant: Uuid, name: &str, args: Value) -> (u16, Value) {
+    let resp = app
+        .http
+        .post(app.url(&format!("/rest/rpc/{name}")))
+        .bearer_auth(token)
+        .header("x-tenant-id", tenant.to_string())
+        .json(&args)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn deliveries_are_signed_per_standard_webhooks_and_both_secrets_sign_after_rotation() {
+    let mut s = setup(PRIVATE_OK).await;
+    let mut rx = Receiver::start(vec![]).await;
+    let old = secret();
+    let hook = add_hook(&s.owner, s.world.tenant_a, &rx.url, &old).await;
+    let contact = add_contact(&s.owner, s.world.tenant_a).await;
+    let first = rx.next().await;
+    let body = first.json();
+    assert_eq!(body["type"], "contact_created");
+    assert_eq!(body["table"], "contacts");
+    assert_eq!(body["tenantId"], json!(s.world.tenant_a));
+    assert_eq!(body["payload"]["id"], json!(contact));
+    assert!(body["seq"].as_i64().is_some() && body["timestamp"].is_string() && body.get("old").is_some(), "{body}");
+    assert!(first.id.starts_with("msg_") && first.signature.starts_with("v1,") && !first.signature.contains(' '), "{first:?}");
+    assert!(!first.body.contains(&old[6..]), "the secret never travels");
+
+    let admin = s.app.token_for(s.world.admin_a, Some(s.world.tenant_a));
+    let (status, new) = rpc(&s.app, &admin, s.world.tenant_a, "webhook_regenerate_secret", json!({"p_webhook_id": hook})).await;
+    assert_eq!(status, 200, "{new}");
+    let new = new.as_str().expect("the new secret").to_string();
+    assert!(new.starts_with("whsec_"));
+    add_contact(&s.owner, s.world.tenant_a).await;
+    let second = rx.next().await;
+    assert_eq!(second.signature.split(' ').count(), 2, "new and previous secret both sign: {second:?}");
+    next_log(&mut s.admin_ws).await;
+
+    let headers = |h: &Hit| json!({"webhook-id": h.id, "webhook-timestamp": h.timestamp, "webhook-signature": h.signature});
+    let cases = json!([
+        {"name": "first delivery, original secret", "secret": old, "body": first.body, "headers": headers(&first), "valid": true},
+        {"name": "after rotation, new secret", "secret": new, "body": second.body, "headers": headers(&second), "valid": true},
+        {"name": "after rotation, previous secret", "secret": old, "body": second.body, "headers": headers(&second), "valid": true},
+        {"name": "first delivery, new secret", "secret": new, "body": first.body, "headers": headers(&first), "valid": false},
+        {"name": "tampered body", "secret": old, "body": first.body.replace("contact_created", "contact_deleted"), "headers": headers(&first), "valid": false},
+    ]);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), cases.to_string()).unwrap();
+    crate::node::run_node_tests("webhooks_verify.test.mjs", &[("ROWCAST_WEBHOOK_CASES", file.path().display().to_string())]).await;
+
+    // The secrets are nowhere rowcast_app can read them.
+    let mut app_client = s.app.db.app().await;
+    let leaked =
+        crate::helpers::as_user(&mut app_client, s.world.admin_a, Some(s.world.tenant_a), "SELECT secret FROM webhooks", &[]).await;
+    assert_eq!(crate::helpers::sqlstate(&leaked.unwrap_err()), "42501");
+    let previous = app_client.query("SELECT secret FROM app.webhook_previous_secrets", &[]).await;
+    assert_eq!(crate::helpers::sqlstate(&previous.unwrap_err()), "42501");
+    let logged: i64 = s
+        .owner
+        .query_one(
+            "SELECT count(*) FROM webhook_logs WHERE response_body LIKE '%' || $1 || '%' OR error LIKE '%' || $1 || '%'",
+            &[&&old[6..20]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(logged, 0);
+}
+
+#[tokio::test]
+async fn a_server_error_is_retried_with_the_same_webhook_id() {
+    let mut s = setup(PRIVATE_OK).await;
+    schedule(&s.owner, "{100 ms,100 ms}", 5).await;
+    let mut rx = Receiver::start(vec![Reply::Status(500)]).await;
+    add_hook(&s.owner, s.world.tenant_a, &rx.url, &secret()).await;
+    add_contact(&s.owner, s.world.tenant_a).await;
+    let (first, second) = (rx.next().await, rx.next().await);
+    assert_eq!(first.id, second.id, "webhook-id is stable across retries");
+    assert_eq!(first.body, second.body);
+    let (log1, log2) = (next_log(&mut s.admin_ws).await, next_log(&mut s.admin_ws).await);
+    assert_eq!((log1["attempt"].clone(), log1["status_code"].clone()), (json!(1), json!(500)), "{log1}");
+    assert_eq!((log2["attempt"].clone(), log2["status_code"].clone(), log2["succeeded"].clone()), (json!(2), json!(200), json!(true)));
+    assert_eq!(log1["delivery_id"], log2["delivery_id"]);
+    assert_eq!(log1["response_body"], "answer 500", "the first 1 KiB of the answer is kept");
+}
+
+#[tokio::test]
+async fn retry_after_one_second_brings_the_retry_within_about_a_second() {
+    let mut s = setup(PRIVATE_OK).await;
+    schedule(&s.owner, "{1 hour}", 5).await;
+    let mut rx = Receiver::start(vec![Reply::RetryAfter(429, "1")]).await;
+    add_hook(&s.owner, s.world.tenant_a, &rx.url, &secret()).await;
+    add_contact(&s.owner, s.world.tenant_a).await;
+    let (first, second) = (rx.next().await, rx.next().await);
+    let gap = second.at - first.at;
+    assert!(gap >= Duration::from_millis(900) && gap < Duration::from_secs(4), "retried after {gap:?} (schedule says 1 h)");
+    assert_eq!(next_log(&mut s.admin_ws).await["status_code"], 429);
+}
+
+#[tokio::test]
+async fn a_timeout_is_logged_and_retried() {
+    let mut s = setup(&[("ROWCAST_WEBHOOK_ALLOW_PRIVATE", "true"), ("ROWCAST_WEBHOOK_TIMEOUT_MS", "300")]).await;
+    schedule(&s.owner, "{100 ms}", 5).await;
+    let mut rx = Receiver::start(vec![Reply::Hang(Duration::from_secs(5))]).await;
+    add_hook(&s.owner, s.world.tenant_a, &rx.url, &secret()).await;
+    add_contact(&s.owner, s.world.tenant_a).await;
+    let (first, second) = (rx.next().await, rx.next().await);
+    assert_eq!(first.id, second.id);
+    let log = next_log(&mut s.admin_ws).await;
+    assert!(log["status_code"].is_null() && log["error"].as_str().unwrap_or_default().contains("timeout"), "{log}");
+    assert!(log["duration_ms"].as_i64().is_some_and(|d| (250..2000).contains(&d)), "{log}");
+    assert_eq!(next_log(&mut s.admin_ws).await["status_code"], 200);
+}
+
+#[tokio::test]
+async fn a_receiver_that_is_down_fails_after_the_last_attempt_and_the_webhook_is_disabled() {
+    let mut s = setup(PRIVATE_OK).await;
+    schedule(&s.owner, "{100 ms,100 ms}", 1).await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}/hook", l.local_addr().unwrap().port())
+    };
+    let hook = add_hook(&s.owner, s.world.tenant_a, &dead, &secret()).await;
+    add_contact(&s.owner, s.world.tenant_a).await;
+    for attempt in 1..=3 {
+        let log = next_log(&mut s.admin_ws).await;
+        assert_eq!(log["attempt"], attempt);
+        assert!(log["error"].as_str().unwrap_or_default().contains("connection failed"), "{log}");
+    }
+    // The disable is an event too: webhook_updated with is_active false and the reason.
+    let disabled = loop {
+        let e = s.admin_ws.next_event().await;
+        if e["type"] == "webhook_updated" {
+            break e;
+        }
+    };
+    assert_eq!(disabled["payload"]["is_active"], false);
+    assert!(disabled["payload"]["disabled_reason"].as_str().unwrap_or_default().contains("1 consecutive failed"), "{disabled}");
+    let row = s.owner.query_one("SELECT status, attempts FROM app.webhook_deliveries WHERE webhook_id = $1", &[&hook]).await.unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, i32>(1)), ("failed".into(), 3));
+}
+
+#[tokio::test]
+async fn two_servers_on_one_database_send_each_attempt_once() {
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    let world = World::create(&owner).await;
+    let one = serve(&db, PRIVATE_OK).await;
+    let two = serve(&db, PRIVATE_OK).await;
+    let mut rx = Receiver::start(vec![]).await;
+    let hook = add_hook(&owner, world.tenant_a, &rx.url, &secret()).await;
+    owner.execute("UPDATE webhooks SET parallel = true WHERE id = $1", &[&hook]).await.unwrap();
+    const N: usize = 40;
+    owner
+        .execute(
+            "INSERT INTO contacts (tenant_id, phone) SELECT $1, '+3399' || lpad(i::text, 6, '0') FROM generate_series(1, $2::int) i",
+            &[&world.tenant_a, &(N as i32)],
+        )
+        .await
+        .unwrap();
+    let mut ids = HashSet::new();
+    for _ in 0..N {
+        assert!(ids.insert(rx.next().await.id), "an attempt was sent twice");
+    }
+    let mut ws = connect(&one, world.admin_a, Some(world.tenant_a)).await;
+    let mut logged = 0;
+    // Every attempt logs once; both servers worked (claimed_by), none sent anything twice.
+    while logged < N {
+        let count: i64 = owner.query_one("SELECT count(*) FROM webhook_logs WHERE webhook_id = $1", &[&hook]).await.unwrap().get(0);
+        logged = usize::try_from(count).unwrap();
+        if logged < N {
+            next_log(&mut ws).await;
+        }
+    }
+    let row = owner
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status = 'succeeded' AND attempts = 1), count(DISTINCT claimed_by) FROM app.webhook_deliveries WHERE webhook_id = $1",
+            &[&hook],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), N as i64);
+    eprintln!("instances that delivered: {}", row.get::<_, i64>(1));
+    assert_eq!(logged, N, "one log per attempt");
+    assert!(rx.hits.try_recv().is_err(), "no duplicate delivery");
+    drop((one, two));
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_delivery_is_taken_over_after_its_lease_and_nothing_is_lost() {
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    let world = World::create(&owner).await;
+    owner.execute("UPDATE app.webhook_settings SET lease = '1 second'", &[]).await.unwrap();
+    let first_server = serve(&db, PRIVATE_OK).await;
+    let mut rx = Receiver::start(vec![Reply::Hang(Duration::from_secs(60))]).await;
+    add_hook(&owner, world.tenant_a, &rx.url, &secret()).await;
+    let a = add_contact(&owner, world.tenant_a).await;
+    let held = rx.next().await;
+    assert_eq!(held.json()["payload"]["id"], json!(a));
+    drop(first_server); // mid-delivery: its attempt is abandoned, never recorded
+    let b = add_contact(&owner, world.tenant_a).await;
+    let second_server = serve(&db, PRIVATE_OK).await;
+    let again = rx.next().await;
+    assert_eq!(again.id, held.id, "the same message, redelivered by the other instance");
+    let next = rx.next().await;
+    assert_eq!(next.json()["payload"]["id"], json!(b), "the next event follows, in seq order");
+    let row = owner
+        .query_one(
+            "SELECT attempts, status FROM app.webhook_deliveries WHERE event_seq = $1::text::bigint",
+            &[&again.json()["seq"].to_string()],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i32>(0), row.get::<_, String>(1)), (2, "succeeded".into()));
+    drop(second_server);
+}
+
+async fn two_tenants_two_hooks() -> (Setup, Receiver, Receiver, Uuid, Uuid) {
+    let s = setup(PRIVATE_OK).await;
+    let rx_a = Receiver::start(vec![]).await;
+    let rx_b = Receiver::start(vec![]).await;
+    add_hook(&s.owner, s.world.tenant_a, &rx_a.url, &secret()).await;
+    add_hook(&s.owner, s.world.tenant_b, &rx_b.url, &secret()).await;
+    let a = add_contact(&s.owner, s.world.tenant_a).await;
+    let b = add_contact(&s.owner, s.world.tenant_b).await;
+    (s, rx_a, rx_b, a, b)
+}
+
+#[tokio::test]
+async fn a_webhook_receives_the_events_of_its_tenant() {
+    let (s, mut rx_a, mut rx_b, a, b) = two_tenants_two_hooks().await;
+    assert_eq!(rx_a.next().await.json()["payload"]["id"], json!(a));
+    assert_eq!(rx_b.next().await.json()["payload"]["id"], json!(b));
+    drop(s);
+}
+
+#[tokio::test]
+async fn a_webhook_never_receives_another_tenants_events() {
+    let (s, mut rx_a, mut rx_b, a, b) = two_tenants_two_hooks().await;
+    // B's event was committed after A's and deliveries are fed in seq order: once B's
+    // receiver has B's event, A's event has been fed too — to A's webhook only.
+    let hit = rx_b.next().await.json();
+    assert_eq!(hit["payload"]["id"], json!(b));
+    assert_eq!(hit["tenantId"], json!(s.world.tenant_b));
+    assert_eq!(rx_a.next().await.json()["payload"]["id"], json!(a));
+    let leaked: i64 = s
+        .owner
+        .query_one(
+            "SELECT count(*) FROM app.webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE w.tenant_id <> d.tenant_id OR d.body LIKE '%' || $1 || '%' AND d.tenant_id = $2",
+            &[&a.to_string(), &s.world.tenant_b],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leaked, 0);
+    assert!(rx_b.hits.try_recv().is_err(), "B received only its own event");
+}
+
+#[tokio::test]
+async fn a_tenant_admin_reads_logs_pings_retries_and_sees_stats() {
+    let mut s = setup(PRIVATE_OK).await;
+    let mut rx = Receiver::start(vec![Reply::Status(410)]).await;
+    let hook = add_hook(&s.owner, s.world.tenant_a, &rx.url, &secret()).await;
+    add_contact(&s.owner, s.world.tenant_a).await;
+    let gone = rx.next().await;
+    let log = next_log(&mut s.admin_ws).await;
+    assert_eq!(log["status_code"], 410, "a 4xx other than 429 is not retried");
+    let admin = s.app.token_for(s.world.admin_a, Some(s.world.tenant_a));
+    let logs = s.app.get_json("/rest/webhook_logs?select=attempt,status_code,delivery_id", &admin, 200).await;
+    assert_eq!(logs.as_array().map(Vec::len), Some(1), "{logs}");
+    let delivery = logs[0]["delivery_id"].clone();
+
+    let (status, body) = rpc(&s.app, &admin, s.world.tenant_a, "webhook_retry", json!({"delivery": delivery})).await;
+    assert_eq!(status, 200, "{body}");
+    let retried = rx.next().await;
+    assert_eq!(retried.id, gone.id, "a manual retry resends the same message");
+    assert_eq!(next_log(&mut s.admin_ws).await["attempt"], 2);
+
+    let (status, body) = rpc(&s.app, &admin, s.world.tenant_a, "webhook_ping", json!({"webhook": hook})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rx.next().await.json()["type"], "webhook_ping");
+    next_log(&mut s.admin_ws).await;
+
+    let metrics = s.app.http.get(s.app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for name in
+        ["rowcast_webhook_deliveries_total{outcome=\"failed\"}", "rowcast_webhook_attempt_duration_seconds", "rowcast_webhook_queue_depth"]
+    {
+        assert!(metrics.contains(name), "{name} in /metrics");
+    }
+    let (status, stats) = rpc(&s.app, &admin, s.world.tenant_a, "webhook_stats", json!({})).await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats[0]["webhook_id"], json!(hook), "{stats}");
+    assert_eq!(stats[0]["succeeded_24h"], 2, "{stats}");
+}
+
+#[tokio::test]
+async fn a_tenant_user_can_neither_read_logs_nor_retry_nor_see_stats() {
+    let mut s = setup(PRIVATE_OK).await;
+    let mut rx = Receiver::start(vec![Reply::Status(410)]).await;
+    let hook = add_hook(&s.owner, s.world.tenant_a, &rx.url, &secret()).await;
+    add_contact(&s.owner, s.world.tenant_a).await;
+    rx.next().await;
+    let log = next_log(&mut s.admin_ws).await;
+    let user = s.app.token_for(s.world.user_a, Some(s.world.tenant_a));
+    let logs = s.app.get_json("/rest/webhook_logs?select=id", &user, 200).await;
+    assert_eq!(logs, json!([]), "no log row for a tenant user");
+    let (status, body) = rpc(&s.app, &user, s.world.tenant_a, "webhook_retry", json!({"delivery": log["delivery_id"]})).await;
+    assert_eq!((status, body["code"].clone()), (403, json!("42501")), "{body}");
+    let (status, _) = rpc(&s.app, &user, s.world.tenant_a, "webhook_ping", json!({"webhook": hook})).await;
+    assert_eq!(status, 403);
+    let (status, _) = rpc(&s.app, &user, s.world.tenant_a, "webhook_stats", json!({})).await;
+    assert_eq!(status, 403);
+    // An admin of another tenant cannot retry it either (not found, as if absent).
+    let other = s.app.token_for(s.world.admin_b, Some(s.world.tenant_b));
+    let (status, body) = rpc(&s.app, &other, s.world.tenant_b, "webhook_retry", json!({"delivery": log["delivery_id"]})).await;
+    assert_eq!((status, body["code"].clone()), (400, json!("22023")), "{body}");
+    assert!(rx.hits.try_recv().is_err(), "nothing was resent");
+}
+
+#[tokio::test]
+async fn a_private_address_is_refused_without_the_flag() {
+    let mut s = setup(&[]).await;
+    let mut rx = Receiver::start(vec![]).await;
+    let hook = add_hook(&s.owner, s.world.tenant_a, &rx.url, &secret()).await;
+    add_contact(&s.owner, s.world.tenant_a).await;
+    let log = next_log(&mut s.admin_ws).await;
+    let error = log["error"].as_str().unwrap_or_default();
+    assert!(error.contains("refused: 127.0.0.1 is a loopback address") && error.contains("ROWCAST_WEBHOOK_ALLOW_PRIVATE"), "{log}");
+    let status: String =
+        s.owner.query_one("SELECT status FROM app.webhook_deliveries WHERE webhook_id = $1", &[&hook]).await.unwrap().get(0);
+    assert_eq!(status, "failed", "a refusal is not retried");
+    assert!(rx.hits.try_recv().is_err(), "no request reached the receiver");
+}
+
+#[tokio::test]
+async fn a_private_address_is_reached_with_the_flag() {
+    let mut s = setup(PRIVATE_OK).await;
+    let mut rx = Receiver::start(vec![]).await;
+    add_hook(&s.owner, s.world.tenant_a, &rx.url, &secret()).await;
+    add_contact(&s.owner, s.world.tenant_a).await;
+    rx.next().await;
+    assert_eq!(next_log(&mut s.admin_ws).await["status_code"], 200);
+}
+
+#[tokio::test]
+async fn a_client_secret_must_have_the_standard_webhooks_form() {
+    let s = setup(PRIVATE_OK).await;
+    let admin = s.app.token_for(s.world.admin_a, Some(s.world.tenant_a));
+    let resp = s
+        .app
+        .http
+        .post(s.app.url("/rest/webhooks"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "h", "url": "https://example.com/h", "secret": "x".repeat(40)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 422, "a check violation, as for the other constraints");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "23514", "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("whsec_"), "{body}");
+    let generated: String = s.owner.query_one("SELECT app.new_webhook_secret()", &[]).await.unwrap().get(0);
+    let key = base64::engine::general_purpose::STANDARD.decode(&generated[6..]).expect("base64 after whsec_");
+    assert_eq!(key.len(), 32);
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_holds_only_its_tenants_slots_and_never_delays_another_tenant() {
+    let s = setup(&[
+        ("ROWCAST_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("ROWCAST_WEBHOOK_CONCURRENCY", "4"),
+        ("ROWCAST_WEBHOOK_TENANT_CONCURRENCY", "2"),
+        ("ROWCAST_WEBHOOK_TIMEOUT_MS", "30000"),
+    ])
+    .await;
+    let mut hung = Receiver::start(vec![Reply::Hang(Duration::from_secs(60)); 10]).await;
+    let hook = add_hook(&s.owner, s.world.tenant_a, &hung.url, &secret()).await;
+    s.owner.execute("UPDATE webhooks SET parallel = true WHERE id = $1", &[&hook]).await.unwrap();
+    s.owner
+        .execute(
+            "INSERT INTO contacts (tenant_id, phone) SELECT $1, '+3398' || lpad(i::text, 6, '0') FROM generate_series(1, 10) i",
+            &[&s.world.tenant_a],
+        )
+        .await
+        .unwrap();
+    hung.next().await;
+    hung.next().await;
+    let mut rx_b = Receiver::start(vec![]).await;
+    add_hook(&s.owner, s.world.tenant_b, &rx_b.url, &secret()).await;
+    let started = Instant::now();
+    let b = add_contact(&s.owner, s.world.tenant_b).await;
+    assert_eq!(rx_b.next().await.json()["payload"]["id"], json!(b));
+    assert!(started.elapsed() < Duration::from_secs(5), "tenant B waited {:?} behind A's hanging receiver", started.elapsed());
+    assert!(hung.hits.try_recv().is_err(), "tenant A never had more than its 2 slots in flight");
+}
+
+#[tokio::test]
+async fn shutdown_ends_the_delivery_tasks_and_their_connections() {
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    let app = serve(&db, &[]).await;
+    // The database is the only place to watch them (they connect on their own).
+    let count = || async {
+        let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'rowcast-webhooks%'";
+        owner.query_one(sql, &[]).await.unwrap().get::<_, i64>(0)
+    };
+    let deadline = Instant::now() + WAIT;
+    while count().await < 2 {
+        assert!(Instant::now() < deadline, "the dispatcher and its listener connect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(app);
+    while count().await > 0 {
+        assert!(Instant::now() < deadline, "delivery connections remain after shutdown: {}", count().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
