@@ -157,6 +157,8 @@ fn from_db_error(db: &tokio_postgres::error::DbError) -> ApiError {
         "23505" | "23503" | "23P01" => (StatusCode::CONFLICT, "conflit"),
         "23502" | "23514" => (StatusCode::UNPROCESSABLE_ENTITY, "donnée invalide"),
         "P0001" => (StatusCode::CONFLICT, "action refusée"),
+        // PostgREST's convention: a rule that wants HTTP status xyz raises SQLSTATE PTxyz.
+        c if pt_status(c).is_some() => (pt_status(c).unwrap_or(StatusCode::BAD_REQUEST), "refusé"),
         c if c.starts_with("22") => (StatusCode::BAD_REQUEST, "valeur invalide"),
         "54000" => (StatusCode::PAYLOAD_TOO_LARGE, "trop volumineux"),
         "57014" => {
@@ -173,4 +175,13 @@ fn from_db_error(db: &tokio_postgres::error::DbError) -> ApiError {
     err.details = db.detail().map(str::to_string);
     err.hint = db.hint().map(str::to_string);
     err
+}
+
+/// `PTxyz` → HTTP status xyz (PostgREST's custom-status SQLSTATEs: `PT402` quota, `PT409`, …).
+fn pt_status(code: &str) -> Option<StatusCode> {
+    let digits = code.strip_prefix("PT")?;
+    if digits.len() != 3 {
+        return None;
+    }
+    digits.parse::<u16>().ok().and_then(|n| StatusCode::from_u16(n).ok()).filter(|s| s.is_client_error() || s.is_server_error())
 }

@@ -9,6 +9,7 @@ mod cli;
 mod clients;
 mod faults;
 mod isolation;
+mod quotas;
 mod realtime;
 mod realtime_delivery;
 mod realtime_faults;

@@ -136,7 +136,7 @@ INSERT INTO webhook_logs (id, tenant_id, webhook_id, event_type, status_code, du
 INSERT INTO subscriptions (id, tenant_id, plan_id, status, cancelled_at) VALUES
     (@subscriptions, @tenant, @plans, 'active', NULL), (@subscriptions.spare, @tenant, @plans, 'cancelled', now());
 INSERT INTO usages (id, tenant_id, metric, quantity) VALUES
-    (@usages, @tenant, 'messages_sent', 1), (@usages.spare, @tenant, 'contacts', 2);";
+    (@usages, @tenant, 'messages_sent', 1), (@usages.spare, @tenant, 'sms_segments', 2);";
 
 struct Schema {
     db: TestDb,
@@ -1365,13 +1365,13 @@ async fn admin_rls_switch_refuses_what_is_not_a_public_table() {
 // The DBA scripts (sql/*.sql) and the demo seed.
 // =========================================================================================
 
-fn psql_binary() -> Option<std::path::PathBuf> {
+pub(crate) fn psql_binary() -> Option<std::path::PathBuf> {
     let bundled = rowcast::db::embedded::find_bindir().ok().map(|d| d.join("psql")).filter(|p| p.exists());
     bundled
         .or_else(|| std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("psql")).find(|p| p.exists())))
 }
 
-async fn psql(url: &str, script: &str, vars: &[(&str, String)]) -> (bool, String) {
+pub(crate) async fn psql(url: &str, script: &str, vars: &[(&str, String)]) -> (bool, String) {
     let psql = psql_binary().expect("psql");
     let path = format!("{}/sql/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut cmd = tokio::process::Command::new(psql);
