@@ -10,6 +10,7 @@ pub mod dev;
 pub mod error;
 pub mod http;
 pub mod i18n;
+pub mod limits;
 pub mod ops;
 pub mod realtime;
 pub mod rest;
