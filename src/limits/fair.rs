@@ -5,6 +5,7 @@
 //! pool connection, so a waiting request holds nothing another tenant could use.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ pub struct TenantGate {
     cap: usize,
     wait: Duration,
     slots: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    waiting: AtomicUsize,
 }
 
 /// A tenant's slot, held for the transaction's whole life (with its pooled connection).
@@ -29,7 +31,7 @@ pub struct GatePermit {
 impl TenantGate {
     /// `cap` concurrent transactions per key (`0`: off); a request waits at most `wait`.
     pub fn new(cap: usize, wait: Duration) -> Arc<Self> {
-        Arc::new(Self { cap, wait, slots: Mutex::default() })
+        Arc::new(Self { cap, wait, slots: Mutex::default(), waiting: AtomicUsize::new(0) })
     }
 
     pub fn cap(&self) -> usize {
@@ -51,7 +53,10 @@ impl TenantGate {
             Ok(p) => Some(p),
             Err(_) => {
                 metrics::counter!("rowcast_tenant_gate_waits_total").increment(1);
-                tokio::time::timeout(self.wait, semaphore.clone().acquire_owned()).await.ok().and_then(Result::ok)
+                self.waiting.fetch_add(1, Ordering::Relaxed);
+                let got = tokio::time::timeout(self.wait, semaphore.clone().acquire_owned()).await.ok().and_then(Result::ok);
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                got
             }
         };
         drop(semaphore);
@@ -79,7 +84,12 @@ impl TenantGate {
         }
     }
 
-    /// Transactions running or waiting, per key with any (stats and tests).
+    /// Requests waiting for a slot now, all tenants together.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Keys with a transaction running or waiting (stats and tests).
     pub fn busy(&self) -> usize {
         self.slots().len()
     }

@@ -82,11 +82,6 @@ impl Limits {
         FrameLimiter::new(self.frames_per_second)
     }
 
-    /// A slot in the fair pool for `key` (tenant, else user), before taking a connection.
-    pub async fn enter(&self, key: Uuid) -> Result<GatePermit, ApiError> {
-        self.gate.enter(key).await.map_err(|e| too_many_requests(&e))
-    }
-
     /// Forgets idle keys of every keyed limiter; returns the keys still tracked.
     pub fn prune(&self) -> usize {
         self.ip.prune() + self.user.prune() + self.tenants.prune() + self.ws_connect_ip.prune() + self.ws_connect_user.prune()

@@ -19,11 +19,11 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
 use warp::hyper::upgrade::Upgraded;
 
+use super::Realtime;
 use super::event::{Event, Role};
 use super::hub::{Kill, Outbound, SessionLink};
 use super::protocol::{self, close};
 use super::subscription::{Channel, Subscription};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::i18n::Lang;
 
@@ -54,6 +54,8 @@ pub(super) enum Inbound {
     Text(String),
     Binary,
     TooBig,
+    /// Over `ROWCAST_WS_FRAMES_PER_SEC`: the session is closed with 1008.
+    TooFast,
     Closed,
 }
 
@@ -61,7 +63,7 @@ pub(super) enum Inbound {
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 pub struct Session {
-    pub(super) state: Arc<AppState>,
+    pub(super) state: Arc<Realtime>,
     pub(super) principal: Principal,
     pub(super) lang: Lang,
     pub(super) link: Arc<SessionLink>,
@@ -84,15 +86,16 @@ pub struct Session {
 }
 
 /// Runs a session to its end. Called once the upgrade has completed.
-pub async fn run(state: Arc<AppState>, socket: Socket, admission: Admission) {
-    let rt = &state.realtime;
+pub async fn run(state: Arc<Realtime>, socket: Socket, admission: Admission) {
+    let rt = &*state;
     let id = rt.next_session_id();
     let (link, queue) = SessionLink::new(id, admission.principal.user_id, rt.queue_capacity);
     rt.hub.register(link.clone());
     let (sink, stream) = socket.split();
     let (inbound_tx, inbound) = mpsc::channel(8);
     let (seen_ms, epoch) = (Arc::new(AtomicU64::new(0)), Instant::now());
-    let reader = tokio::spawn(read_loop(stream, inbound_tx, seen_ms.clone(), epoch));
+    let frames = rt.limits.frame_limiter();
+    let reader = tokio::spawn(read_loop(stream, inbound_tx, seen_ms.clone(), epoch, frames));
     let mut session = Session {
         state: state.clone(),
         deadline: deadline_of(admission.principal.expires_at),
@@ -118,7 +121,7 @@ pub async fn run(state: Arc<AppState>, socket: Socket, admission: Admission) {
         Err(stop) => stop,
     };
     session.finish(stop).await;
-    state.realtime.hub.unregister(id);
+    state.hub.unregister(id);
     reader.abort();
 }
 
@@ -130,7 +133,7 @@ pub(super) fn deadline_of(expires_at: i64) -> tokio::time::Instant {
 
 impl Session {
     async fn serve(&mut self) -> Stop {
-        let every = self.state.realtime.keepalive;
+        let every = self.state.keepalive;
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let link = self.link.clone();
         loop {
@@ -170,7 +173,7 @@ impl Session {
     }
 
     fn still_wanted(&self, event: &Event) -> bool {
-        let subs = self.state.realtime.hub.subscriptions(self.link.id);
+        let subs = self.state.hub.subscriptions(self.link.id);
         let mut wanted = false;
         for sub in subs.iter().filter(|s| s.matches(event)) {
             if self.replayed.get(&sub.channel).is_some_and(|through| event.seq <= *through) {
@@ -237,9 +240,21 @@ impl Session {
 }
 
 /// Reads inbound frames until the socket ends; protocol pings are answered by the socket.
-async fn read_loop(mut stream: SplitStream<Socket>, tx: mpsc::Sender<Inbound>, seen_ms: Arc<AtomicU64>, epoch: Instant) {
+/// Every text, binary or ping frame counts against the session's frame rate.
+async fn read_loop(
+    mut stream: SplitStream<Socket>,
+    tx: mpsc::Sender<Inbound>,
+    seen_ms: Arc<AtomicU64>,
+    epoch: Instant,
+    frames: crate::limits::FrameLimiter,
+) {
     while let Some(message) = stream.next().await {
         seen_ms.store(u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let counted = matches!(message, Ok(Message::Text(_) | Message::Binary(_) | Message::Ping(_)));
+        if counted && frames.check().is_err() {
+            let _ = tx.send(Inbound::TooFast).await;
+            return;
+        }
         let inbound = match message {
             Ok(Message::Text(text)) => Inbound::Text(text.as_str().to_string()),
             Ok(Message::Binary(_)) => Inbound::Binary,

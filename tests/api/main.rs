@@ -9,6 +9,7 @@ mod cli;
 mod clients;
 mod faults;
 mod isolation;
+mod limits;
 mod quotas;
 mod realtime;
 mod realtime_delivery;
