@@ -12,8 +12,8 @@ use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
+use crate::helpers::ws::{WsClient, ws_url};
 use crate::helpers::{TestApp, World, spawn_app_with};
-use crate::realtime::{WsClient, ws_url};
 
 /// Every limit off except the ones a test sets.
 fn limits(vars: &mut Vec<(String, String)>, set: &[(&str, &str)]) {

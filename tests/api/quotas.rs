@@ -9,8 +9,8 @@ use tokio::sync::Barrier;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
+use crate::helpers::rest::Api;
 use crate::helpers::{TestDb, World, spawn_app, sqlstate};
-use crate::rest::Api;
 
 type DbResult<T = Vec<tokio_postgres::Row>> = Result<T, tokio_postgres::Error>;
 
@@ -349,7 +349,7 @@ async fn rest_answers_402_with_the_pt402_code_at_a_hard_limit() {
 
 #[tokio::test]
 async fn the_dba_script_shows_a_tenants_limits_and_usage() {
-    if crate::schema::psql_binary().is_none() {
+    if crate::schema::dba::psql_binary().is_none() {
         eprintln!("skipped: no psql binary next to the PostgreSQL server nor on PATH");
         return;
     }
@@ -358,7 +358,7 @@ async fn the_dba_script_shows_a_tenants_limits_and_usage() {
     q.plan(&[a], "contacts", 4, "lifetime", true).await;
     q.contact(admin, a).await.unwrap();
     q.contact(admin, a).await.unwrap();
-    let (ok, out) = crate::schema::psql(&q.db.owner_url(), "quotas.sql", &[("tenant", "Tenant A".into())]).await;
+    let (ok, out) = crate::schema::dba::psql(&q.db.owner_url(), "quotas.sql", &[("tenant", "Tenant A".into())]).await;
     assert!(ok, "quotas.sql: {out}");
     let line = out.lines().find(|l| l.contains("contacts") && l.contains("hard")).unwrap_or_else(|| panic!("a contacts line: {out}"));
     let cells: Vec<&str> = line.split('|').map(str::trim).collect();
