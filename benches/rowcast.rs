@@ -1,4 +1,4 @@
-//! The benchmark command: `cargo bench --bench rowcast -- [rest] [postgraphile] [latency] [fanout] [embed] [webhooks] [--seconds N] [--clients N]`.
+//! The benchmark command: `cargo bench --bench rowcast -- [rest] [postgraphile] [latency] [fanout] [embed] [webhooks] [limits] [--seconds N] [--clients N]`.
 //!
 //! Starts a private cluster, migrates and seeds it, runs the real server in-process, drives
 //! it over HTTP, and runs `pgbench` with the identical transaction (BEGIN, app.begin_request,
@@ -16,6 +16,8 @@ use uuid::Uuid;
 
 #[path = "rowcast/embed.rs"]
 mod embed;
+#[path = "rowcast/limits.rs"]
+mod limits;
 #[path = "rowcast/realtime.rs"]
 mod realtime;
 #[path = "rowcast/webhooks.rs"]
@@ -183,16 +185,26 @@ fn report(name: &str, ours: &Figures, raw_tps: f64, target: f64) {
 
 /// The real server in-process on a free port: (base url, token of the bench user, stop handle).
 async fn start_rowcast(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result<(String, String, tokio_util::sync::CancellationToken)> {
-    let settings = Settings::from_env(&Env::from_pairs(
-        [
-            ("ROWCAST_APP_DATABASE_URL", format!("postgres://rowcast_app:{APP_PASSWORD}@127.0.0.1:{}/{DB}", cluster.port())),
-            ("ROWCAST_BIND", "127.0.0.1:0".into()),
-            ("ROWCAST_JWT_SECRET", JWT_SECRET.into()),
-            ("ROWCAST_POOL_SIZE", opts.clients.to_string()),
-            ("RUST_LOG", "warn".into()),
-        ]
-        .map(|(k, v)| (k.to_string(), v)),
-    ))?;
+    start_rowcast_with(cluster, opts, &[]).await
+}
+
+/// The same, with extra settings (the `limits` suite).
+async fn start_rowcast_with(
+    cluster: &EmbeddedCluster,
+    opts: &Options,
+    extra: &[(&str, String)],
+) -> anyhow::Result<(String, String, tokio_util::sync::CancellationToken)> {
+    let base = [
+        ("ROWCAST_APP_DATABASE_URL", format!("postgres://rowcast_app:{APP_PASSWORD}@127.0.0.1:{}/{DB}", cluster.port())),
+        ("ROWCAST_BIND", "127.0.0.1:0".into()),
+        ("ROWCAST_JWT_SECRET", JWT_SECRET.into()),
+        ("ROWCAST_POOL_SIZE", opts.clients.to_string()),
+        ("RUST_LOG", "warn".into()),
+        // Thousands of sessions of one user from one address (fan-out, latency suites).
+        ("ROWCAST_RATE_WS_CONNECT_PER_MIN", "0".into()),
+        ("ROWCAST_WS_MAX_SESSIONS_PER_USER", "0".into()),
+    ];
+    let settings = Settings::from_env(&Env::from_pairs(base.into_iter().chain(extra.iter().cloned()).map(|(k, v)| (k.to_string(), v))))?;
     let app = Application::build(settings).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let token = app.state().jwt.mint(Uuid::parse_str(USER)?, None, Duration::from_secs(3600)).map_err(anyhow::Error::msg)?;
@@ -428,7 +440,8 @@ fn main() -> anyhow::Result<()> {
                 "fanout" => realtime::fanout_suite(&cluster, &opts).await?,
                 "embed" => embed::embed_suite(&cluster, &opts).await?,
                 "webhooks" => webhooks::webhooks_suite(&cluster, &opts).await?,
-                other => anyhow::bail!("unknown suite `{other}` (known: rest, postgraphile, latency, fanout, embed, webhooks)"),
+                "limits" => limits::limits_suite(&cluster, &opts).await?,
+                other => anyhow::bail!("unknown suite `{other}` (known: rest, postgraphile, latency, fanout, embed, webhooks, limits)"),
             }
         }
         Ok(())

@@ -62,8 +62,12 @@ impl Application {
         crate::rest::state::spawn_reloader(&rest, reload_config, tasks.child_token());
 
         crate::webhooks::start(&core.settings, app_config.clone(), tasks.child_token()).map_err(StartError::Database)?;
+        let mut limits_config = app_config.clone();
+        limits_config.application_name(crate::limits::reload::APPLICATION_NAME);
         let realtime = Arc::new(Realtime::start(core.clone(), app_config, tasks.child_token()).await?);
         crate::realtime::retention::spawn(core.db.clone(), core.settings.event_retention, tasks.child_token());
+
+        crate::limits::reload::start(limits_config, core.limits.clone(), tasks.child_token()).await.map_err(StartError::Database)?;
 
         let bind = core.settings.bind;
         let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| StartError::Bind(bind, e))?;

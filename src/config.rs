@@ -50,6 +50,8 @@ pub struct Settings {
     pub ws_keepalive: Duration,
     /// Webhook delivery settings (SPEC §10).
     pub webhooks: WebhookSettings,
+    /// Request rate limits, WebSocket limits and the fair pool (SPEC §11).
+    pub rate: RateSettings,
 }
 
 /// How this instance delivers webhooks.
@@ -63,6 +65,40 @@ pub struct WebhookSettings {
     pub tenant_concurrency: usize,
     /// `ROWCAST_WEBHOOK_TIMEOUT_MS`: whole-attempt bound (connect is at most 5 s of it).
     pub timeout: Duration,
+}
+
+/// `ROWCAST_RATE_*`, `ROWCAST_WS_*` and `ROWCAST_TENANT_MAX_CONCURRENCY`; `0` switches a
+/// limit off. Per-minute figures allow bursts of a tenth.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateSettings {
+    pub ip_per_min: u32,
+    pub user_per_min: u32,
+    /// Per tenant, unless its plan's `api_requests_per_minute` says otherwise.
+    pub tenant_per_min: u32,
+    /// WebSocket upgrades per minute, per client IP and per user.
+    pub ws_connect_per_min: u32,
+    pub ws_max_sessions_per_user: usize,
+    pub ws_frames_per_sec: u32,
+    /// Concurrent transactions per tenant; `None`: half the pool.
+    pub tenant_max_concurrency: Option<usize>,
+}
+
+impl RateSettings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let per_min = |var: &'static str, default: u32| parse_var(env, var, default, "a number per minute, 0 to switch it off");
+        Ok(Self {
+            ip_per_min: per_min("ROWCAST_RATE_IP_PER_MIN", 6000)?,
+            user_per_min: per_min("ROWCAST_RATE_USER_PER_MIN", 3000)?,
+            tenant_per_min: per_min("ROWCAST_RATE_TENANT_PER_MIN", 12000)?,
+            ws_connect_per_min: per_min("ROWCAST_RATE_WS_CONNECT_PER_MIN", 60)?,
+            ws_max_sessions_per_user: parse_var(env, "ROWCAST_WS_MAX_SESSIONS_PER_USER", 100, "a number of sessions, 0 to switch it off")?,
+            ws_frames_per_sec: parse_var(env, "ROWCAST_WS_FRAMES_PER_SEC", 50, "a number of frames per second, 0 to switch it off")?,
+            tenant_max_concurrency: match env.get("ROWCAST_TENANT_MAX_CONCURRENCY") {
+                None => None,
+                Some(_) => Some(parse_var(env, "ROWCAST_TENANT_MAX_CONCURRENCY", 0, "a number of transactions, 0 to switch it off")?),
+            },
+        })
+    }
 }
 
 pub const APP_ROLE: &str = "rowcast_app";
@@ -147,6 +183,7 @@ impl Settings {
             ws_queue_capacity: parse_var(env, "ROWCAST_WS_QUEUE_CAPACITY", 1024, "a positive number of events, e.g. 1024")?.max(1),
             ws_keepalive: millis(env, "ROWCAST_WS_KEEPALIVE_MS", 30_000)?.max(Duration::from_millis(100)),
             webhooks: webhook_settings(env)?,
+            rate: RateSettings::from_env(env)?,
         })
     }
 
@@ -282,6 +319,19 @@ mod tests {
         assert_eq!(s.statement_timeout, Duration::from_millis(5000));
         assert_eq!(s.event_retention, Duration::from_secs(7 * 86400));
         assert!(s.jwt.is_none());
+        let r = &s.rate;
+        assert_eq!((r.ip_per_min, r.user_per_min, r.tenant_per_min, r.ws_connect_per_min), (6000, 3000, 12000, 60));
+        assert_eq!((r.ws_max_sessions_per_user, r.ws_frames_per_sec, r.tenant_max_concurrency), (100, 50, None));
+    }
+
+    #[test]
+    fn rate_limits_take_zero_and_refuse_garbage_naming_the_variable() {
+        let s = Settings::from_env(&env(&[("ROWCAST_RATE_IP_PER_MIN", "0"), ("ROWCAST_TENANT_MAX_CONCURRENCY", "3")])).unwrap();
+        assert_eq!((s.rate.ip_per_min, s.rate.tenant_max_concurrency), (0, Some(3)));
+        for var in ["ROWCAST_RATE_USER_PER_MIN", "ROWCAST_WS_FRAMES_PER_SEC", "ROWCAST_TENANT_MAX_CONCURRENCY"] {
+            let err = Settings::from_env(&env(&[(var, "-5")])).unwrap_err();
+            assert_eq!(err.var, var);
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::auth::JwtVerifier;
 use crate::config::{ConfigError, Settings};
 use crate::db::Db;
 use crate::db::pool::RoleRefusal;
+use crate::limits::Limits;
 use crate::stats::Stats;
 
 /// What every request may need, whatever the feature.
@@ -20,14 +21,17 @@ pub struct Core {
     /// The application's performance stats: the database records transactions into them
     /// (it holds the same `Arc`), the response wrapper records requests.
     pub stats: Arc<Stats>,
+    /// Rate limits, WebSocket limits and the fair pool (memory only: no database work).
+    pub limits: Arc<Limits>,
 }
 
 impl Core {
     /// The core of one application, with stats of its own.
     pub fn new(settings: Settings, db: Db, jwt: JwtVerifier) -> Self {
         let stats = Arc::new(Stats::default());
-        let db = db.with_stats(stats.clone());
-        Self { settings, db, jwt, started: Instant::now(), stats }
+        let limits = Arc::new(Limits::new(&settings.rate, settings.pool_size, settings.pool_timeout));
+        let db = db.with_stats(stats.clone()).with_gate(limits.gate.clone());
+        Self { settings, db, jwt, started: Instant::now(), stats, limits }
     }
 }
 

@@ -23,6 +23,8 @@ pub struct ApiError {
     pub message_fr: Option<String>,
     pub details: Option<String>,
     pub hint: Option<String>,
+    /// Extra response headers (`Retry-After`, `RateLimit-*` on a 429).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 #[derive(Serialize)]
@@ -35,7 +37,7 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, en: impl Into<String>, fr: impl Into<String>) -> Self {
-        Self { status, code: code.into(), message: en.into(), message_fr: Some(fr.into()), details: None, hint: None }
+        Self { status, code: code.into(), message: en.into(), message_fr: Some(fr.into()), details: None, hint: None, headers: Vec::new() }
     }
 
     pub fn with_details(mut self, details: impl Into<String>) -> Self {
@@ -45,6 +47,12 @@ impl ApiError {
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds a response header (a static lowercase name and a visible-ASCII value).
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
         self
     }
 
@@ -103,6 +111,11 @@ impl ApiError {
             .header("content-type", "application/json; charset=utf-8")
             .body(self.body_json(Lang::En).into())
             .unwrap_or_default();
+        for (name, value) in &self.headers {
+            if let Ok(v) = warp::http::HeaderValue::from_str(value) {
+                response.headers_mut().insert(*name, v);
+            }
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert("www-authenticate", warp::http::HeaderValue::from_static("Bearer"));
         }

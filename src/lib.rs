@@ -12,6 +12,7 @@ pub mod error;
 pub mod grammar;
 pub mod http;
 pub mod i18n;
+pub mod limits;
 pub mod me;
 pub mod ops;
 pub mod realtime;

@@ -32,7 +32,7 @@ pub fn routes(state: Arc<Core>) -> BoxedFilter<(Response,)> {
 }
 
 async fn me(state: &Core, principal: &Principal, tenant: Option<Uuid>) -> Result<Response, ApiError> {
-    let mut conn = state.db.conn().await?;
+    let mut conn = state.db.conn_for(tenant.unwrap_or(principal.user_id)).await?;
     let tx = TenantTx::begin(&state.db, &mut conn, principal, tenant).await?;
     let stmt = tx.prepare_cached(ME).await?;
     let row = tx.query_opt(&stmt, &[]).await?.ok_or_else(|| ApiError::forbidden("user not visible", "utilisateur invisible"))?;

@@ -125,6 +125,7 @@ pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
         .or(crate::realtime::routes(state.realtime.clone()))
         .unify()
         .boxed();
+    let api = filters::client_ip_limits(core.clone()).and(api).boxed();
     let api = with_cors(api, core.settings.allowed_origins.as_ref());
     let stats = core.stats.clone();
     filters::request_meta()

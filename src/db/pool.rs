@@ -7,6 +7,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 
 use crate::error::ApiError;
+use crate::limits::{GatePermit, TenantGate};
 use crate::stats::Stats;
 
 /// The request-serving database handle: a bounded pool plus the per-request settings.
@@ -17,6 +18,28 @@ pub struct Db {
     slow_query: Duration,
     checkouts: Arc<AtomicU64>,
     stats: Arc<Stats>,
+    /// The fair pool: per-tenant cap on concurrent transactions (`conn_for`).
+    gate: Arc<TenantGate>,
+}
+
+/// A pooled connection taken through the fair pool: it holds its tenant's slot until it is
+/// dropped (returned to the pool). Derefs to the pooled connection.
+pub struct GatedConn {
+    conn: Object,
+    _slot: GatePermit,
+}
+
+impl std::ops::Deref for GatedConn {
+    type Target = Object;
+    fn deref(&self) -> &Object {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for GatedConn {
+    fn deref_mut(&mut self) -> &mut Object {
+        &mut self.conn
+    }
 }
 
 impl Db {
@@ -36,6 +59,7 @@ impl Db {
             slow_query: Duration::from_secs(1),
             checkouts: Arc::default(),
             stats: Arc::default(),
+            gate: TenantGate::new(0, wait),
         }
     }
 
@@ -48,6 +72,12 @@ impl Db {
     /// Records transactions into `stats` (the application's) instead of a private registry.
     pub fn with_stats(mut self, stats: Arc<Stats>) -> Self {
         self.stats = stats;
+        self
+    }
+
+    /// Caps each tenant's concurrent transactions taken through [`Db::conn_for`].
+    pub fn with_gate(mut self, gate: Arc<TenantGate>) -> Self {
+        self.gate = gate;
         self
     }
 
@@ -64,6 +94,15 @@ impl Db {
     pub async fn conn(&self) -> Result<Object, ApiError> {
         self.checkouts.fetch_add(1, Ordering::Relaxed);
         Ok(self.pool.get().await?)
+    }
+
+    /// A pooled connection for a request of `key` (its tenant, else its user): first a slot
+    /// in the fair pool (429 when the tenant's cap stays full for the pool timeout), then the
+    /// connection. A request waiting for its tenant's slot holds no connection.
+    pub async fn conn_for(&self, key: uuid::Uuid) -> Result<GatedConn, ApiError> {
+        let slot = self.gate.enter(key).await.map_err(|e| crate::limits::too_many_requests(&e))?;
+        let conn = self.conn().await?;
+        Ok(GatedConn { conn, _slot: slot })
     }
 
     /// How many times a connection was asked for (requests, health checks, start-up work).

@@ -26,9 +26,9 @@ INSERT INTO public.plans (id, code, name, description, price_cents, currency, bi
 ON CONFLICT DO NOTHING;
 
 INSERT INTO public.limit_policies (id, plan_id, metric, limit_value, period) VALUES
-    ('31000000-0000-4000-8000-000000000001', '30000000-0000-4000-8000-000000000001', 'messages_sent', 1000, 'month'),
+    ('31000000-0000-4000-8000-000000000001', '30000000-0000-4000-8000-000000000001', 'messages', 1000, 'month'),
     ('31000000-0000-4000-8000-000000000002', '30000000-0000-4000-8000-000000000001', 'contacts', 500, 'lifetime'),
-    ('31000000-0000-4000-8000-000000000003', '30000000-0000-4000-8000-000000000002', 'messages_sent', 100000, 'month'),
+    ('31000000-0000-4000-8000-000000000003', '30000000-0000-4000-8000-000000000002', 'messages', 100000, 'month'),
     ('31000000-0000-4000-8000-000000000004', '30000000-0000-4000-8000-000000000002', 'contacts', 50000, 'lifetime')
 ON CONFLICT DO NOTHING;
 
@@ -38,8 +38,8 @@ INSERT INTO public.subscriptions (id, tenant_id, plan_id, status) VALUES
 ON CONFLICT DO NOTHING;
 
 INSERT INTO public.usages (id, tenant_id, metric, quantity) VALUES
-    ('33000000-0000-4000-8000-000000000001', '10000000-0000-4000-8000-000000000001', 'messages_sent', 42),
-    ('33000000-0000-4000-8000-000000000002', '10000000-0000-4000-8000-000000000002', 'messages_sent', 2)
+    ('33000000-0000-4000-8000-000000000001', '10000000-0000-4000-8000-000000000001', 'sms_segments', 42),
+    ('33000000-0000-4000-8000-000000000002', '10000000-0000-4000-8000-000000000002', 'sms_segments', 2)
 ON CONFLICT DO NOTHING;
 
 -- Contacts: three at Acme, two at Globex (same phone number in both tenants: allowed).

@@ -161,13 +161,46 @@ pub fn resolve_tenant(principal: &Principal, requested: Option<Uuid>) -> Result<
     }
 }
 
-/// The caller and the tenant they act in: `(Principal, Option<Uuid>)`.
+/// The caller and the tenant they act in: `(Principal, Option<Uuid>)`, within the user's
+/// and the tenant's request rates (429 otherwise, still before any database work).
 pub fn caller(core: Arc<Core>) -> impl Filter<Extract = (Principal, Option<Uuid>), Error = Rejection> + Clone {
+    let limits = core.limits.clone();
     principal(core)
         .and(tenant())
-        .and_then(|p: Principal, t: Option<Uuid>| async move {
-            let tenant = resolve_tenant(&p, t).map_err(warp::reject::custom)?;
-            Ok::<_, Rejection>((p, tenant))
+        .and_then(move |p: Principal, t: Option<Uuid>| {
+            let limits = limits.clone();
+            async move {
+                let tenant = resolve_tenant(&p, t).map_err(warp::reject::custom)?;
+                limits.check_caller(p.user_id, tenant).map_err(warp::reject::custom)?;
+                Ok::<_, Rejection>((p, tenant))
+            }
+        })
+        .untuple_one()
+}
+
+/// Paths outside every rate limit: probes and scrapes must keep working under load.
+fn unlimited_path(path: &str) -> bool {
+    matches!(path, "/health" | "/live" | "/ready" | "/metrics")
+}
+
+/// Before authentication: the client IP's request rate, and for a WebSocket upgrade its
+/// upgrade rate too (429, no database work). The IP is the socket's peer: behind a reverse
+/// proxy every client shares the proxy's address (see docs/limits.md).
+pub fn client_ip_limits(core: Arc<Core>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::addr::remote()
+        .and(warp::path::full())
+        .and(warp::header::optional::<String>("upgrade"))
+        .and_then(move |peer: Option<std::net::SocketAddr>, path: warp::path::FullPath, upgrade: Option<String>| {
+            let limits = core.limits.clone();
+            async move {
+                let (Some(peer), false) = (peer, unlimited_path(path.as_str())) else { return Ok(()) };
+                let ip = peer.ip();
+                limits.ip.check(&ip).map_err(|e| warp::reject::custom(crate::limits::too_many_requests(&e)))?;
+                if upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+                    limits.ws_connect_ip.check(&ip).map_err(|e| warp::reject::custom(crate::limits::too_many_requests(&e)))?;
+                }
+                Ok::<_, Rejection>(())
+            }
         })
         .untuple_one()
 }

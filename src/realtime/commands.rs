@@ -32,6 +32,7 @@ impl Session {
         match message {
             None | Some(Inbound::Closed) => Err(Stop::Gone),
             Some(Inbound::TooBig) => Err(Stop::Close(close::TOO_BIG, "frame_too_big")),
+            Some(Inbound::TooFast) => Err(Stop::Close(close::POLICY_VIOLATION, "rate_limited")),
             Some(Inbound::Binary) => {
                 let msg = tr(
                     self.lang,

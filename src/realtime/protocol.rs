@@ -14,6 +14,8 @@ use crate::i18n::Lang;
 pub mod close {
     /// Server shutting down; the reason carries the resume cursor.
     pub const GOING_AWAY: u16 = 1001;
+    /// More inbound frames per second than `ROWCAST_WS_FRAMES_PER_SEC`.
+    pub const POLICY_VIOLATION: u16 = crate::limits::frames::CLOSE_POLICY_VIOLATION;
     /// Inbound frame over the 64 KiB limit.
     pub const TOO_BIG: u16 = 1009;
     /// Keepalive pong missing.

@@ -54,6 +54,8 @@ pub(super) enum Inbound {
     Text(String),
     Binary,
     TooBig,
+    /// Over `ROWCAST_WS_FRAMES_PER_SEC`: the session is closed with 1008.
+    TooFast,
     Closed,
 }
 
@@ -92,7 +94,8 @@ pub async fn run(state: Arc<Realtime>, socket: Socket, admission: Admission) {
     let (sink, stream) = socket.split();
     let (inbound_tx, inbound) = mpsc::channel(8);
     let (seen_ms, epoch) = (Arc::new(AtomicU64::new(0)), Instant::now());
-    let reader = tokio::spawn(read_loop(stream, inbound_tx, seen_ms.clone(), epoch));
+    let frames = rt.limits.frame_limiter();
+    let reader = tokio::spawn(read_loop(stream, inbound_tx, seen_ms.clone(), epoch, frames));
     let mut session = Session {
         state: state.clone(),
         deadline: deadline_of(admission.principal.expires_at),
@@ -237,9 +240,21 @@ impl Session {
 }
 
 /// Reads inbound frames until the socket ends; protocol pings are answered by the socket.
-async fn read_loop(mut stream: SplitStream<Socket>, tx: mpsc::Sender<Inbound>, seen_ms: Arc<AtomicU64>, epoch: Instant) {
+/// Every text, binary or ping frame counts against the session's frame rate.
+async fn read_loop(
+    mut stream: SplitStream<Socket>,
+    tx: mpsc::Sender<Inbound>,
+    seen_ms: Arc<AtomicU64>,
+    epoch: Instant,
+    frames: crate::limits::FrameLimiter,
+) {
     while let Some(message) = stream.next().await {
         seen_ms.store(u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let counted = matches!(message, Ok(Message::Text(_) | Message::Binary(_) | Message::Ping(_)));
+        if counted && frames.check().is_err() {
+            let _ = tx.send(Inbound::TooFast).await;
+            return;
+        }
         let inbound = match message {
             Ok(Message::Text(text)) => Inbound::Text(text.as_str().to_string()),
             Ok(Message::Binary(_)) => Inbound::Binary,

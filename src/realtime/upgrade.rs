@@ -28,6 +28,7 @@ use crate::error::ApiError;
 use crate::http::filters::{Door, identify, raw_query};
 use crate::http::respond;
 use crate::i18n::Lang;
+use crate::limits::SessionPermit;
 
 pub fn route(state: Arc<Realtime>) -> BoxedFilter<(Response,)> {
     let with_state = warp::any().map(move || state.clone());
@@ -65,7 +66,8 @@ fn websocket_key(method: &Method, headers: &HeaderMap) -> Option<String> {
 }
 
 /// Answers 101 and starts the session once hyper hands the connection over.
-fn switch(state: Arc<Realtime>, key: &str, on_upgrade: OnUpgrade, admission: Admission) -> Response {
+/// The session holds its user's session slot until it ends.
+fn switch(state: Arc<Realtime>, key: &str, on_upgrade: OnUpgrade, admission: Admission, slot: SessionPermit) -> Response {
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
@@ -74,6 +76,7 @@ fn switch(state: Arc<Realtime>, key: &str, on_upgrade: OnUpgrade, admission: Adm
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade did not complete"),
         }
+        drop(slot);
     });
     warp::http::Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -132,8 +135,10 @@ async fn upgrade(state: Arc<Realtime>, headers: &HeaderMap, query: &str, ws: Opt
             "ce point d'accès exige une connexion WebSocket",
         ));
     };
+    // Upgrades per minute and concurrent sessions of this user: 429 before any database work.
+    let slot = state.limits.admit_session(principal.user_id)?;
     let ctx = {
-        let mut conn = state.db.conn().await?;
+        let mut conn = state.db.conn_for(tenant.unwrap_or(principal.user_id)).await?;
         let tx = TenantTx::begin(&state.db, &mut conn, &principal, tenant).await?;
         let ctx = tx.context().clone();
         tx.commit().await?;
@@ -142,7 +147,7 @@ async fn upgrade(state: Arc<Realtime>, headers: &HeaderMap, query: &str, ws: Opt
     let role = Role::parse(&ctx.role).ok_or_else(no_tenant_role)?;
     let lang = params.language.as_deref().and_then(Lang::from_tag).unwrap_or_else(|| Lang::negotiate(header(headers, "accept-language")));
     let admission = Admission { principal, tenant: ctx.tenant_id, role, lang, since };
-    Ok(switch(state, &key, on_upgrade, admission))
+    Ok(switch(state, &key, on_upgrade, admission, slot))
 }
 
 /// A signed-in user with no membership (role `none`: they may only answer invitations) has

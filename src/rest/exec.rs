@@ -56,7 +56,7 @@ fn exactly_one(rows: Vec<tokio_postgres::Row>) -> Result<tokio_postgres::Row, Ap
 
 /// Runs a read-only `sql` returning one row, in one round trip (see `TenantTx::read_once`).
 pub async fn read_row(state: &RestState, caller: &Caller, sql: &str, params: &Params) -> Result<tokio_postgres::Row, ApiError> {
-    let conn = state.db.conn().await?;
+    let conn = state.db.conn_for(caller.tenant.unwrap_or(caller.principal.user_id)).await?;
     if conn.statement_cache.size() > MAX_CACHED_STATEMENTS {
         conn.statement_cache.clear();
     }
@@ -91,7 +91,7 @@ pub async fn run(
     commit: bool,
     check: impl FnOnce(&Outcome) -> Result<(), ApiError>,
 ) -> Result<Outcome, ApiError> {
-    let mut conn = state.db.conn().await?;
+    let mut conn = state.db.conn_for(caller.tenant.unwrap_or(caller.principal.user_id)).await?;
     if conn.statement_cache.size() > MAX_CACHED_STATEMENTS {
         conn.statement_cache.clear();
     }

@@ -72,7 +72,7 @@ fn require_platform_admin(tx: &TenantTx<'_>) -> Result<(), ApiError> {
 
 async fn rls_test(state: &RestState, caller: &Caller, detailed: bool) -> Result<Response, ApiError> {
     let catalog = state.catalog();
-    let mut conn = state.db.conn().await?;
+    let mut conn = state.db.conn_for(caller.tenant.unwrap_or(caller.principal.user_id)).await?;
     let tx = TenantTx::begin(&state.db, &mut conn, &caller.principal, caller.tenant).await?;
     let tables = visible(&tx, &catalog, detailed).await?;
     let body = json!({"caller": context_json(tx.context()), "detailed": detailed, "tables": tables});
@@ -81,7 +81,7 @@ async fn rls_test(state: &RestState, caller: &Caller, detailed: bool) -> Result<
 }
 
 async fn rls_policies(state: &RestState, caller: &Caller) -> Result<Response, ApiError> {
-    let mut conn = state.db.conn().await?;
+    let mut conn = state.db.conn_for(caller.tenant.unwrap_or(caller.principal.user_id)).await?;
     let tx = TenantTx::begin(&state.db, &mut conn, &caller.principal, caller.tenant).await?;
     require_platform_admin(&tx)?;
     let sql = ALL_POLICIES.replace("POLICIES", POLICIES_JSON);
@@ -114,7 +114,7 @@ async fn impersonate(state: &RestState, caller: &Caller, body: &[u8]) -> Result<
         return Err(ApiError::forbidden("this token is restricted to another tenant", "ce jeton est limité à un autre locataire"));
     }
     let catalog = state.catalog();
-    let mut conn = state.db.conn().await?;
+    let mut conn = state.db.conn_for(caller.tenant.unwrap_or(caller.principal.user_id)).await?;
     let tx = TenantTx::begin(&state.db, &mut conn, &caller.principal, caller.tenant).await?;
     require_platform_admin(&tx)?;
     let who = tx.reenter_as(ask.user_id, ask.tenant_id, &state.db).await.map_err(|e| {

@@ -11,6 +11,8 @@ mod clients;
 mod clients_embed;
 mod faults;
 mod isolation;
+mod limits;
+mod quotas;
 mod realtime;
 mod realtime_delivery;
 mod realtime_faults;

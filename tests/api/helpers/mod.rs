@@ -170,6 +170,11 @@ pub fn base_env(db: &TestDb) -> Vec<(String, String)> {
         ("ROWCAST_APP_PASSWORD", c.app_password.clone()),
         ("ROWCAST_BIND", "127.0.0.1:0".into()),
         ("ROWCAST_JWT_SECRET", JWT_SECRET.into()),
+        // Realtime tests open many sockets from 127.0.0.1 as few users: the WebSocket limits
+        // are off unless a test sets them (tests/api/limits.rs); the request rates keep their
+        // defaults.
+        ("ROWCAST_RATE_WS_CONNECT_PER_MIN", "0".into()),
+        ("ROWCAST_WS_MAX_SESSIONS_PER_USER", "0".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -2,13 +2,13 @@
 
 use super::*;
 
-fn psql_binary() -> Option<std::path::PathBuf> {
+pub(crate) fn psql_binary() -> Option<std::path::PathBuf> {
     let bundled = rowcast::db::embedded::find_bindir().ok().map(|d| d.join("psql")).filter(|p| p.exists());
     bundled
         .or_else(|| std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("psql")).find(|p| p.exists())))
 }
 
-async fn psql(url: &str, script: &str, vars: &[(&str, String)]) -> (bool, String) {
+pub(crate) async fn psql(url: &str, script: &str, vars: &[(&str, String)]) -> (bool, String) {
     let psql = psql_binary().expect("psql");
     let path = format!("{}/sql/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut cmd = tokio::process::Command::new(psql);

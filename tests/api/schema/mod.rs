@@ -8,7 +8,7 @@
 mod admin_rls;
 mod campaigns;
 mod catalog;
-mod dba;
+pub(crate) mod dba;
 mod invites;
 mod matrix;
 mod messages;
@@ -147,7 +147,7 @@ INSERT INTO webhook_logs (id, tenant_id, webhook_id, event_type, status_code, du
 INSERT INTO subscriptions (id, tenant_id, plan_id, status, cancelled_at) VALUES
     (@subscriptions, @tenant, @plans, 'active', NULL), (@subscriptions.spare, @tenant, @plans, 'cancelled', now());
 INSERT INTO usages (id, tenant_id, metric, quantity) VALUES
-    (@usages, @tenant, 'messages_sent', 1), (@usages.spare, @tenant, 'contacts', 2);";
+    (@usages, @tenant, 'messages_sent', 1), (@usages.spare, @tenant, 'sms_segments', 2);";
 
 struct Schema {
     db: TestDb,
