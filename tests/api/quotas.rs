@@ -276,7 +276,13 @@ async fn campaigns_webhooks_and_members_are_metered_as_live_counts() {
 
     let newcomer: Uuid =
         q.owner.query_one("INSERT INTO users (email, name) VALUES ('new@a.test', 'New') RETURNING id", &[]).await.unwrap().get(0);
-    q.commit(admin, a, &format!("INSERT INTO memberships (user_id, role) VALUES ('{newcomer}', 'tenant_user')")).await.unwrap();
+    // Members join through the invitation flow (SPEC §3.2): the admin invites, the invitee accepts.
+    let invited = q.commit(admin, a, "SELECT rpc.invite_user('new@a.test', 'New', 'tenant_user')").await.unwrap();
+    let invitation: Uuid = invited[0].get(0);
+    let tx = q.app.transaction().await.unwrap();
+    tx.query("SELECT * FROM app.begin_request($1, NULL)", &[&newcomer]).await.unwrap();
+    tx.query("SELECT rpc.invitation_accept($1)", &[&invitation]).await.unwrap();
+    tx.commit().await.unwrap();
     assert_eq!(q.usage(a, "members").await, 3, "two world members, seeded from the actual count, plus the newcomer");
     q.commit(admin, a, &format!("DELETE FROM memberships WHERE user_id = '{newcomer}'")).await.unwrap();
     assert_eq!(q.usage(a, "members").await, 2);
