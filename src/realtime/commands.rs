@@ -32,7 +32,7 @@ impl Session {
         match message {
             None | Some(Inbound::Closed) => Err(Stop::Gone),
             Some(Inbound::TooBig) => Err(Stop::Close(close::TOO_BIG, "frame_too_big")),
-            Some(Inbound::Binary) => {
+            Some(Inbound::Binary(_)) => {
                 let msg = tr(
                     self.lang,
                     "binary frames are not supported: send JSON text",

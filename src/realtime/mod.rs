@@ -5,6 +5,7 @@
 //! Arc<Event> per event) → session queue (bounded, try_send) → session task → WebSocket frame
 //! ```
 
+pub mod cluster;
 mod commands;
 pub mod event;
 pub mod filter;
@@ -12,6 +13,7 @@ pub mod hub;
 #[cfg(test)]
 mod hub_tests;
 pub mod listener;
+pub mod phoenix;
 pub mod protocol;
 mod replay;
 pub mod retention;
@@ -42,6 +44,8 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(3);
 /// Handle on the running realtime machinery.
 pub struct Realtime {
     pub hub: Arc<hub::Hub>,
+    /// Broadcast and presence across instances (Phoenix protocol).
+    pub cluster: Arc<cluster::Cluster>,
     relay: Arc<listener::ListenerState>,
     cancel: CancellationToken,
     next_id: AtomicU64,
@@ -54,12 +58,15 @@ impl Realtime {
     pub async fn start(settings: &Settings, app_config: tokio_postgres::Config, db: &Db) -> Result<Self, StartError> {
         let hub = Arc::new(hub::Hub::default());
         let cancel = CancellationToken::new();
+        let cluster = cluster::Cluster::new(db.clone());
+        cluster.start(cluster::relay_config(app_config.clone()), cancel.clone());
         let relay = listener::Relay::new(app_config, hub.clone(), cancel.clone());
         let state = relay.state.clone();
         relay.start().await.map_err(|e| StartError::Database(format!("realtime relay: {e}")))?;
         retention::spawn(db.clone(), settings.event_retention, cancel.clone());
         Ok(Self {
             hub,
+            cluster,
             relay: state,
             cancel,
             next_id: AtomicU64::new(1),
@@ -79,6 +86,7 @@ impl Realtime {
     /// Ends every session with close 1001 and its resume cursor; stops the listener.
     pub async fn shutdown(&self) {
         self.hub.close_all(SHUTDOWN_BOUND).await;
+        self.cluster.stop().await;
         self.cancel.cancel();
     }
 
@@ -93,7 +101,7 @@ impl Drop for Realtime {
     }
 }
 
-/// Serves `/ws` and `/api/ws/stats`.
+/// Serves `/ws`, `/realtime/v1/websocket` and `/api/ws/stats`.
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let stats = warp::path!("api" / "ws" / "stats")
         .and(warp::get())
@@ -105,5 +113,5 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .then(|principal: Principal, tenant: Option<Uuid>, state: Arc<AppState>| async move {
             crate::http::respond(stats::handle(state, principal, tenant).await)
         });
-    upgrade::route(state).or(stats).unify().boxed()
+    upgrade::route(state.clone()).or(phoenix::route(state)).unify().or(stats).unify().boxed()
 }

@@ -52,7 +52,7 @@ pub enum Stop {
 
 pub(super) enum Inbound {
     Text(String),
-    Binary,
+    Binary(Vec<u8>),
     TooBig,
     Closed,
 }
@@ -156,6 +156,7 @@ impl Session {
                 self.started.remove(&channel);
                 self.send_text(protocol::unsubscribed(channel, reason)).await
             }
+            Some(Outbound::Cluster(_)) => Ok(()),
             None => Err(Stop::Gone),
         }
     }
@@ -237,12 +238,12 @@ impl Session {
 }
 
 /// Reads inbound frames until the socket ends; protocol pings are answered by the socket.
-async fn read_loop(mut stream: SplitStream<Socket>, tx: mpsc::Sender<Inbound>, seen_ms: Arc<AtomicU64>, epoch: Instant) {
+pub(super) async fn read_loop(mut stream: SplitStream<Socket>, tx: mpsc::Sender<Inbound>, seen_ms: Arc<AtomicU64>, epoch: Instant) {
     while let Some(message) = stream.next().await {
         seen_ms.store(u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
         let inbound = match message {
             Ok(Message::Text(text)) => Inbound::Text(text.as_str().to_string()),
-            Ok(Message::Binary(_)) => Inbound::Binary,
+            Ok(Message::Binary(bytes)) => Inbound::Binary(bytes.to_vec()),
             Ok(Message::Close(_)) => Inbound::Closed,
             Ok(_) => continue,
             Err(tungstenite::Error::Capacity(_)) => Inbound::TooBig,
