@@ -29,15 +29,23 @@ use warp::http::{HeaderMap, Method, StatusCode};
 use warp::hyper::upgrade::OnUpgrade;
 use warp::reply::Response;
 
+use super::Realtime;
 use super::upgrade::{header, origin_refusal, socket_config, websocket_key};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::db::TenantTx;
 use crate::error::ApiError;
-use crate::http::filters::{raw_query, resolve_tenant};
+use crate::http::filters::{Door, parse_tenant, raw_query, resolve_tenant};
 use crate::http::respond;
 use crate::i18n::Lang;
+use crate::rest::RestState;
 use codec::Vsn;
+
+/// What a Phoenix session reaches: the realtime state and the REST catalog (columns and
+/// their types for `postgres_changes`, visibility of tables and columns for bindings).
+pub struct PhxState {
+    pub realtime: Arc<Realtime>,
+    pub rest: Arc<RestState>,
+}
 
 /// What the upgrade established.
 pub struct Admission {
@@ -50,7 +58,8 @@ pub struct Admission {
     pub lang: Lang,
 }
 
-pub fn route(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+pub fn route(realtime: Arc<Realtime>, rest: Arc<RestState>) -> BoxedFilter<(Response,)> {
+    let state = Arc::new(PhxState { realtime, rest });
     let with_state = warp::any().map(move || state.clone());
     warp::path!("realtime" / "v1" / "websocket")
         .and(warp::method())
@@ -58,7 +67,7 @@ pub fn route(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(raw_query())
         .and(warp::ext::optional::<OnUpgrade>())
         .and(with_state)
-        .then(|method: Method, headers: HeaderMap, query: String, on_upgrade: Option<OnUpgrade>, state: Arc<AppState>| async move {
+        .then(|method: Method, headers: HeaderMap, query: String, on_upgrade: Option<OnUpgrade>, state: Arc<PhxState>| async move {
             let ws = on_upgrade.and_then(|u| websocket_key(&method, &headers).map(|key| (key, u)));
             respond(upgrade(state, &headers, &query, ws).await)
         })
@@ -85,29 +94,22 @@ fn params(query: &str) -> Params {
     p
 }
 
-async fn upgrade(state: Arc<AppState>, headers: &HeaderMap, query: &str, ws: Option<(String, OnUpgrade)>) -> Result<Response, ApiError> {
+async fn upgrade(state: Arc<PhxState>, headers: &HeaderMap, query: &str, ws: Option<(String, OnUpgrade)>) -> Result<Response, ApiError> {
     let p = params(query);
-    if let Some(refusal) = origin_refusal(&state.settings, headers) {
+    let rt = &state.realtime;
+    if let Some(refusal) = origin_refusal(&rt.settings, headers) {
         return Err(refusal);
     }
     let vsn = Vsn::parse(p.vsn.as_deref()).map_err(|e| ApiError::bad_request(e.clone(), e))?;
-    let tenant = match header(headers, "x-tenant-id").map(str::to_string).or(p.tenant) {
-        None => None,
-        Some(raw) => Some(Uuid::parse_str(raw.trim()).map_err(|_| {
-            ApiError::bad_request(
-                "tenant (?tenant=, ?tenantId= or X-Tenant-ID) is not a uuid",
-                "le locataire (?tenant=, ?tenantId= ou X-Tenant-ID) n'est pas un uuid",
-            )
-        })?),
-    };
+    let tenant = parse_tenant(header(headers, "x-tenant-id").map(str::to_string).or(p.tenant), Door::WebSocket)?;
     // An apikey that is a valid JWT is an identity; anything else (a project's anon key) is not
     // refused here: each join must then carry its own access_token.
-    let apikey = p.apikey.as_deref().and_then(|k| state.jwt.verify(k).ok());
+    let apikey = p.apikey.as_deref().and_then(|k| rt.jwt.verify(k).ok());
     if let Some(principal) = &apikey {
         // Refused before the upgrade, as on /ws, when the apikey's user may not enter.
         let tenant = resolve_tenant(principal, tenant)?;
-        let mut conn = state.db.conn().await?;
-        TenantTx::begin(&state.db, &mut conn, principal, tenant).await?.commit().await?;
+        let mut conn = rt.db.conn().await?;
+        TenantTx::begin(&rt.db, &mut conn, principal, tenant).await?.commit().await?;
     }
     let Some((key, on_upgrade)) = ws else {
         return Err(ApiError::new(

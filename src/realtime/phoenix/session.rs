@@ -17,10 +17,9 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
 
-use super::Admission;
 use super::changes::{self, Binding, Captured, MAX_BINDINGS};
 use super::codec::{self, Message, Vsn};
-use crate::app::AppState;
+use super::{Admission, PhxState};
 use crate::auth::Principal;
 use crate::db::TenantTx;
 use crate::error::ApiError;
@@ -78,7 +77,7 @@ enum Stop {
 }
 
 struct Session {
-    state: Arc<AppState>,
+    state: Arc<PhxState>,
     vsn: Vsn,
     lang: Lang,
     id: SessionId,
@@ -95,7 +94,7 @@ struct Session {
     presence_refs: u64,
 }
 
-pub async fn run(state: Arc<AppState>, socket: Socket, admission: Admission) {
+pub async fn run(state: Arc<PhxState>, socket: Socket, admission: Admission) {
     let id = state.realtime.next_session_id();
     let (sink, stream) = socket.split();
     let (inbound_tx, inbound) = mpsc::channel(8);
@@ -272,7 +271,7 @@ impl Session {
         self.resubscribe();
         // Checked again now that the subscription is in the hub: a revocation committed before
         // this check is seen here, one committed after it reaches the hub with the subscription in.
-        if let Err(e) = replay::enter(&self.state.db, &principal, ident.hub_channel()).await {
+        if let Err(e) = replay::enter(&self.state.realtime.db, &principal, ident.hub_channel()).await {
             self.drop_channel(&m.topic).await;
             return Err(self.api_reason(&e));
         }
@@ -307,7 +306,7 @@ impl Session {
     /// The join's identity: its `access_token`, else the socket's `apikey` when it is a JWT.
     fn principal_of(&self, m: &Message) -> Result<Principal, String> {
         let principal = match m.payload.get("access_token").and_then(Value::as_str) {
-            Some(token) => self.state.jwt.verify(token).map_err(|e| format!("invalid access_token: {e}"))?,
+            Some(token) => self.state.realtime.jwt.verify(token).map_err(|e| format!("invalid access_token: {e}"))?,
             None => self.apikey.clone().ok_or("no identity: send the user's JWT as access_token (or as apikey)")?,
         };
         if let Some(ident) = &self.ident
@@ -322,8 +321,9 @@ impl Session {
     /// the hub; later joins re-check the same tenant. Returns the role there.
     async fn admit(&mut self, principal: &Principal) -> Result<Role, String> {
         if let Some(ident) = &mut self.ident {
-            let role =
-                replay::enter(&self.state.db, principal, ident.hub_channel()).await.map_err(|e| e.message_in(self.lang).to_string())?;
+            let role = replay::enter(&self.state.realtime.db, principal, ident.hub_channel())
+                .await
+                .map_err(|e| e.message_in(self.lang).to_string())?;
             ident.role = role;
             ident.principal = principal.clone();
             self.deadline = Some(deadline_of(principal.expires_at));
@@ -340,8 +340,8 @@ impl Session {
 
     async fn enter(&self, principal: &Principal) -> Result<(Option<Uuid>, Role), ApiError> {
         let tenant = resolve_tenant(principal, self.requested_tenant)?;
-        let mut conn = self.state.db.conn().await?;
-        let tx = TenantTx::begin(&self.state.db, &mut conn, principal, tenant).await?;
+        let mut conn = self.state.realtime.db.conn().await?;
+        let tx = TenantTx::begin(&self.state.realtime.db, &mut conn, principal, tenant).await?;
         let ctx = tx.context().clone();
         tx.commit().await?;
         let role = Role::parse(&ctx.role).ok_or_else(|| ApiError::internal(&format_args!("unknown role {}", ctx.role)))?;
@@ -363,7 +363,7 @@ impl Session {
     }
 
     async fn captured(&self) -> Result<HashMap<String, Captured>, ApiError> {
-        let conn = self.state.db.conn().await?;
+        let conn = self.state.realtime.db.conn().await?;
         let rows = conn.query(CAPTURED_SQL, &[]).await?;
         Ok(rows.iter().map(|r| (r.get::<_, String>(0), Captured { audience: r.get(1), redact: r.get(2) })).collect())
     }
@@ -436,7 +436,7 @@ impl Session {
         let Some(token) = m.payload.get("access_token").and_then(Value::as_str) else {
             return self.error(m, "access_token needs {access_token}").await;
         };
-        let principal = match self.state.jwt.verify(token) {
+        let principal = match self.state.realtime.jwt.verify(token) {
             Ok(p) => p,
             Err(e) => return self.close_channel(&m.topic, &format!("invalid access_token: {e}")).await,
         };
@@ -444,7 +444,7 @@ impl Session {
         if principal.user_id != ident.principal.user_id {
             return self.close_channel(&m.topic, "the new token is for another user").await;
         }
-        match replay::enter(&self.state.db, &principal, ident.hub_channel()).await {
+        match replay::enter(&self.state.realtime.db, &principal, ident.hub_channel()).await {
             Ok(_) => {
                 self.deadline = Some(deadline_of(principal.expires_at));
                 if let Some(ident) = &mut self.ident {
