@@ -7,6 +7,7 @@ mod node;
 mod auth;
 mod cli;
 mod clients;
+mod clients_realtime;
 mod faults;
 mod isolation;
 mod realtime;
