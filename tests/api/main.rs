@@ -13,6 +13,7 @@ mod isolation;
 mod realtime;
 mod realtime_delivery;
 mod realtime_faults;
+mod realtime_phoenix;
 mod rest;
 mod rest_bad_input;
 mod rest_conformance;

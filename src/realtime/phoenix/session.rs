@@ -450,7 +450,7 @@ impl Session {
                 if let Some(ident) = &mut self.ident {
                     ident.principal = principal;
                 }
-                Ok(())
+                self.reply(m, "ok", json!({})).await
             }
             Err(e) => {
                 let reason = self.api_reason(&e);
