@@ -13,9 +13,9 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
+use crate::helpers::rest::setup;
 use crate::helpers::{TestApp, base_env};
 use crate::node::run_node_tests;
-use crate::rest::setup;
 
 /// A second `rowcast serve` on the same database; stops when the token is cancelled.
 pub async fn second_instance(app: &TestApp) -> (u16, CancellationToken) {

@@ -12,7 +12,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use uuid::Uuid;
 
 use crate::helpers::TestApp;
-use crate::realtime::{WAIT, add_contact, add_webhook, setup};
+use crate::helpers::ws::{WAIT, add_contact, add_webhook, setup};
 
 struct Phx {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
