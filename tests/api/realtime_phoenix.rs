@@ -323,3 +323,36 @@ async fn webhook_changes_reach_admins_without_the_secret() {
     assert!(data["record"].get("secret").is_none());
     assert!(!data["columns"].as_array().unwrap().iter().any(|c| c["name"] == "secret"), "nor its column");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_phoenix_socket_is_cut_as_lagging_while_others_continue() {
+    let app = crate::helpers::spawn_app_with(|v| v.push(("ROWCAST_WS_QUEUE_CAPACITY".into(), "8".into()))).await;
+    let owner = app.db.owner().await;
+    let w = crate::helpers::World::create(&owner).await;
+    crate::helpers::ws::relay_caught_up(&app, &owner).await;
+    // The slow reader: a tiny receive window, and it stops reading after the join.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(format!("127.0.0.1:{}", app.port).parse().unwrap()).await.unwrap();
+    let url = phx_url(app.port, &format!("vsn=2.0.0&apikey={}&tenant={}", app.token_for(w.user_a, Some(w.tenant_a)), w.tenant_a));
+    let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await.unwrap();
+    let mut slow = Phx { ws, refs: 0 };
+    let contacts = json!({"postgres_changes": [binding("contacts", None)]});
+    assert_eq!(slow.join("realtime:slow", contacts.clone()).await["status"], "ok");
+    let mut fast = phx_as(&app, w.user_a, w.tenant_a).await;
+    assert_eq!(fast.join("realtime:fast", contacts).await["status"], "ok");
+    let root = app.token_for(w.platform_admin, None);
+
+    let attributes = json!({"pad": "p".repeat(16 * 1024)}).to_string();
+    for n in 1.. {
+        let id = crate::helpers::ws::add_contact_with(&owner, w.tenant_a, &attributes).await;
+        assert_eq!(fast.next_of("postgres_changes").await[4]["data"]["record"]["id"], json!(id), "the fast reader keeps up");
+        if n % 10 == 0 && app.get_json("/api/ws/stats", &root, 200).await["eventsDropped"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(n < 3000, "the slow reader was never cut");
+    }
+    assert_eq!(slow.expect_close().await, 1013);
+    let id = add_contact(&owner, w.tenant_a).await;
+    assert_eq!(fast.next_of("postgres_changes").await[4]["data"]["record"]["id"], json!(id));
+}
