@@ -119,6 +119,9 @@ fn event_row_id(text: &str) -> Option<Uuid> {
 
 type Sent = Arc<Mutex<HashMap<Uuid, Instant>>>;
 
+/// Phone numbers of the latency writers.
+static PHONES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Writes `rate` rows per second for `seconds`, spread over `tenants`, recording when each
 /// INSERT was issued (the latency clock starts before the commit, so it is conservative).
 async fn write_at_rate(cluster: &EmbeddedCluster, tenants: u64, rate: u64, seconds: u64, sent: Sent) -> anyhow::Result<u64> {
@@ -138,7 +141,8 @@ async fn write_at_rate(cluster: &EmbeddedCluster, tenants: u64, rate: u64, secon
                 tick.tick().await;
                 let id = Uuid::new_v4();
                 let tenant = tenant_id((n * writers + w) % tenants);
-                let phone = format!("+1{}", 6_000_000_000u64 + (id.as_u128() % 1_000_000_000) as u64);
+                // Unique across every case of the run (random phones collided once cases shared a tenant).
+                let phone = format!("+1{}", 6_000_000_000u64 + PHONES.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
                 sent.lock().expect("lock").insert(id, Instant::now());
                 client.execute(&stmt, &[&id, &tenant, &phone]).await?;
                 n += 1;
