@@ -356,3 +356,23 @@ async fn a_slow_phoenix_socket_is_cut_as_lagging_while_others_continue() {
     let id = add_contact(&owner, w.tenant_a).await;
     assert_eq!(fast.next_of("postgres_changes").await[4]["data"]["record"]["id"], json!(id));
 }
+
+#[tokio::test]
+async fn a_stopping_instance_removes_its_presences_at_once() {
+    let (app, _owner, w) = setup().await;
+    let (port_b, stop_b) = crate::clients_realtime::second_instance(&app).await;
+    let query = format!("vsn=2.0.0&apikey={}&tenant={}", app.token_for(w.user_a, Some(w.tenant_a)), w.tenant_a);
+    let (ws, _) = connect_async(phx_url(port_b, &query)).await.unwrap();
+    let mut on_b = Phx { ws, refs: 0 };
+    assert_eq!(on_b.join("realtime:lobby", json!({"presence": {"key": "bee"}})).await["status"], "ok");
+    let mut on_a = phx_as(&app, w.admin_a, w.tenant_a).await;
+    assert_eq!(on_a.join("realtime:lobby", json!({"presence": {"enabled": true, "key": "ay"}})).await["status"], "ok");
+    assert_eq!(on_a.next_of("presence_state").await[4], json!({}));
+    on_b.push("realtime:lobby", "presence", json!({"type": "presence", "event": "track", "payload": {"n": 1}})).await;
+    assert_eq!(on_b.next_of("phx_reply").await[4]["status"], "ok");
+    let joined = on_a.next_of("presence_diff").await;
+    assert_eq!(joined[4]["joins"]["bee"]["metas"][0]["n"], 1, "{joined}");
+    stop_b.cancel();
+    let left = on_a.next_of("presence_diff").await;
+    assert_eq!(left[4]["leaves"]["bee"]["metas"][0]["n"], 1, "{left}");
+}
