@@ -81,6 +81,7 @@ impl Realtime {
         let (up, mut details) = self.relay.status();
         details["reconnects"] = self.hub.stats.reconnects.load(Ordering::Relaxed).into();
         details["headSeq"] = self.hub.head().into();
+        details["clusterRelay"] = if self.cluster.is_up() { "up" } else { "down" }.into();
         (up, details)
     }
 

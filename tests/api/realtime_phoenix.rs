@@ -309,6 +309,8 @@ async fn a_crashed_instance_presences_leave_within_the_staleness_bound() {
     assert_eq!(diff[4], json!({"joins": {}, "leaves": {"ghost": {"metas": [{"phx_ref": "g1"}]}}}));
     let left: i64 = owner.query_one("SELECT count(*) FROM app.realtime_presence WHERE instance_id = $1", &[&ghost]).await.unwrap().get(0);
     assert_eq!(left, 0);
+    let (_, status) = app.state.realtime.listener_status();
+    assert_eq!(status["clusterRelay"], "up", "the broadcast/presence relay reports itself: {status}");
 }
 
 #[tokio::test]
