@@ -92,6 +92,12 @@ impl Realtime {
         self.cancel.cancel();
     }
 
+    /// Resolves once realtime stops (after registered sessions were closed): sockets the hub
+    /// does not know yet (a Phoenix socket before its first join) close then.
+    pub(crate) async fn stopped(&self) {
+        self.cancel.cancelled().await
+    }
+
     pub(crate) fn next_session_id(&self) -> hub::SessionId {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }

@@ -378,3 +378,16 @@ async fn a_stopping_instance_removes_its_presences_at_once() {
     let left = on_a.next_of("presence_diff").await;
     assert_eq!(left[4]["leaves"]["bee"]["metas"][0]["n"], 1, "{left}");
 }
+
+#[tokio::test]
+async fn shutdown_closes_phoenix_sockets_with_1001_joined_or_not() {
+    let (app, _owner, w) = setup().await;
+    let mut joined = phx_as(&app, w.user_a, w.tenant_a).await;
+    assert_eq!(joined.join("realtime:a", json!({})).await["status"], "ok");
+    let mut idle = phx(&app, "vsn=2.0.0&apikey=anon").await;
+    idle.push("phoenix", "heartbeat", json!({})).await;
+    assert_eq!(idle.next().await[3], "phx_reply");
+    app.shutdown.cancel();
+    assert_eq!(joined.expect_close().await, 1001);
+    assert_eq!(idle.expect_close().await, 1001);
+}

@@ -147,6 +147,7 @@ impl Session {
             let step = tokio::select! {
                 biased;
                 kill = killed(link) => Err(Stop::Killed(kill)),
+                _ = self.state.realtime.stopped() => Err(Stop::Killed(Kill::Shutdown)),
                 _ = expiry(self.deadline) => self.expired().await,
                 msg = self.inbound.recv() => self.on_inbound(msg).await,
                 item = recv_queue(&mut self.queue) => self.on_outbound(item).await,
