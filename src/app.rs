@@ -70,7 +70,7 @@ impl Application {
         crate::limits::reload::start(limits_config, core.limits.clone(), tasks.child_token()).await.map_err(StartError::Database)?;
 
         let bind = core.settings.bind;
-        let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| StartError::Bind(bind, e))?;
+        let listener = listen(bind).map_err(|e| StartError::Bind(bind, e))?;
         let port = listener.local_addr().map_err(|e| StartError::Bind(bind, e))?.port();
         let state = Arc::new(AppState { core, rest, realtime });
         Ok(Self { listener, port, state, shutdown: CancellationToken::new(), _tasks_guard: tasks.clone().drop_guard(), tasks })
@@ -102,6 +102,17 @@ impl Application {
     }
 }
 
+/// The server socket, with `TCP_NODELAY` (accepted connections inherit it on Linux): realtime
+/// frames written back to back on one socket must not wait for the peer's delayed ACK (Nagle),
+/// which cost a single busy WebSocket 20–40 ms per frame.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 /// Checks the serving role on a connection of its own, so the pool starts empty.
 async fn check_role(config: &tokio_postgres::Config) -> Result<(), StartError> {
     let (client, conn) = config.connect(tokio_postgres::NoTls).await.map_err(|e| StartError::Database(e.to_string()))?;
@@ -124,4 +135,16 @@ pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()
             _ = terminate.recv() => {}
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn accepted_connections_have_nodelay() {
+        let listener = super::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap(), "accepted sockets inherit TCP_NODELAY from the listener");
+    }
 }

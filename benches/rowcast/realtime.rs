@@ -107,14 +107,20 @@ async fn session(port: u16, tenant: u64) -> anyhow::Result<Ws> {
     }
 }
 
-/// Row ids of event frames (`payload.id`), with the receive instant.
+/// Row ids of event frames: `/ws` (`payload.id`) or Phoenix `postgres_changes` (`data.record.id`).
 fn event_row_id(text: &str) -> Option<Uuid> {
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    if v[3] == "postgres_changes" {
+        return Uuid::parse_str(v[4]["data"]["record"]["id"].as_str()?).ok();
+    }
     v.get("seq")?;
     Uuid::parse_str(v["payload"]["id"].as_str()?).ok()
 }
 
 type Sent = Arc<Mutex<HashMap<Uuid, Instant>>>;
+
+/// Phone numbers of the latency writers.
+static PHONES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Writes `rate` rows per second for `seconds`, spread over `tenants`, recording when each
 /// INSERT was issued (the latency clock starts before the commit, so it is conservative).
@@ -135,7 +141,8 @@ async fn write_at_rate(cluster: &EmbeddedCluster, tenants: u64, rate: u64, secon
                 tick.tick().await;
                 let id = Uuid::new_v4();
                 let tenant = tenant_id((n * writers + w) % tenants);
-                let phone = format!("+1{}", 6_000_000_000u64 + (id.as_u128() % 1_000_000_000) as u64);
+                // Unique across every case of the run (random phones collided once cases shared a tenant).
+                let phone = format!("+1{}", 6_000_000_000u64 + PHONES.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
                 sent.lock().expect("lock").insert(id, Instant::now());
                 client.execute(&stmt, &[&id, &tenant, &phone]).await?;
                 n += 1;
@@ -196,14 +203,21 @@ fn summary(latencies: &Mutex<Vec<u32>>) -> (usize, f64, f64) {
 }
 
 /// Commit → frame latency with `sessions` sessions spread over `tenants` tenants.
-async fn latency_case(cluster: &EmbeddedCluster, opts: &Options, sessions: u64, tenants: u64, p99_target: f64) -> anyhow::Result<()> {
+async fn latency_case(
+    cluster: &EmbeddedCluster,
+    opts: &Options,
+    sessions: u64,
+    tenants: u64,
+    p99_target: f64,
+    proto: Proto,
+) -> anyhow::Result<()> {
     let server = Server::start(cluster).await?;
     let sent: Sent = Arc::default();
     let ours: Arc<Mutex<Vec<u32>>> = Arc::default();
     let raw: Arc<Mutex<Vec<u32>>> = Arc::default();
     let mut readers = Vec::new();
     for s in 0..sessions {
-        readers.push(receive(session(server.port, s % tenants).await?, sent.clone(), ours.clone()));
+        readers.push(receive(proto.session(server.port, s % tenants).await?, sent.clone(), ours.clone()));
     }
     let raw_task = raw_listener(cluster, sent.clone(), raw.clone()).await?;
     let written = write_at_rate(cluster, tenants, 1000, opts.seconds, sent).await?;
@@ -211,7 +225,8 @@ async fn latency_case(cluster: &EmbeddedCluster, opts: &Options, sessions: u64, 
     let (n, p50, p99) = summary(&ours);
     let (rn, rp50, rp99) = summary(&raw);
     println!(
-        "latency {sessions:>5} sessions/{tenants:>3} tenants  {:>6.0} writes/s  rowcast frames {n:>7} p50 {p50:>6.2} ms p99 {p99:>6.2} ms   raw LISTEN {rn:>6} p50 {rp50:>6.2} ms p99 {rp99:>6.2} ms   (target p99 <= {p99_target} ms{})  {}",
+        "latency {:<5} {sessions:>5} sessions/{tenants:>3} tenants  {:>6.0} writes/s  rowcast frames {n:>7} p50 {p50:>6.2} ms p99 {p99:>6.2} ms   raw LISTEN {rn:>6} p50 {rp50:>6.2} ms p99 {rp99:>6.2} ms   (target p99 <= {p99_target} ms{})  {}",
+        proto.label(),
         written as f64 / opts.seconds as f64,
         if sessions == 1 { ", p50 <= 1 ms" } else { "" },
         if p99 <= p99_target && (sessions > 1 || p50 <= 1.0) { "PASS" } else { "BELOW TARGET" }
@@ -226,16 +241,25 @@ async fn latency_case(cluster: &EmbeddedCluster, opts: &Options, sessions: u64, 
 
 pub async fn latency_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result<()> {
     println!("realtime commit → frame latency at 1,000 writes/s for {} s (clock starts before the INSERT):", opts.seconds);
-    latency_case(cluster, opts, 1, 1, 5.0).await?;
-    latency_case(cluster, opts, 1000, TENANTS, 15.0).await
+    for proto in [Proto::Ws, Proto::Phx] {
+        latency_case(cluster, opts, 1, 1, 5.0, proto).await?;
+        latency_case(cluster, opts, 1000, TENANTS, 15.0, proto).await?;
+    }
+    Ok(())
 }
 
-/// 10,000 sessions on one tenant: memory per idle session, then deliveries per second.
+/// 10,000 sessions on one tenant: memory per idle session, then deliveries per second; `/ws`
+/// sessions, then Phoenix sessions.
 pub async fn fanout_suite(cluster: &EmbeddedCluster, _opts: &Options) -> anyhow::Result<()> {
+    fanout_case(cluster, Proto::Ws).await?;
+    fanout_case(cluster, Proto::Phx).await
+}
+
+async fn fanout_case(cluster: &EmbeddedCluster, proto: Proto) -> anyhow::Result<()> {
     const SESSIONS: usize = 10_000;
     const EVENTS: usize = 50;
     let server = Server::start(cluster).await?;
-    let warm = session(server.port, 0).await?;
+    let warm = proto.session(server.port, 0).await?;
     drop(warm);
     let before = server.resident_bytes();
     let mut sockets = Vec::with_capacity(SESSIONS);
@@ -245,7 +269,7 @@ pub async fn fanout_suite(cluster: &EmbeddedCluster, _opts: &Options) -> anyhow:
             tokio::spawn(async move {
                 let mut v = Vec::new();
                 for _ in 0..250 {
-                    v.push(session(port, 0).await);
+                    v.push(proto.session(port, 0).await);
                 }
                 v
             })
@@ -269,7 +293,7 @@ pub async fn fanout_suite(cluster: &EmbeddedCluster, _opts: &Options) -> anyhow:
                 let mut got = 0;
                 while got < EVENTS {
                     match ws.next().await {
-                        Some(Ok(Message::Text(t))) if t.contains("\"seq\"") => got += 1,
+                        Some(Ok(Message::Text(t))) if t.contains(proto.event_marker()) => got += 1,
                         Some(Ok(_)) => {}
                         _ => break,
                     }
@@ -297,8 +321,9 @@ pub async fn fanout_suite(cluster: &EmbeddedCluster, _opts: &Options) -> anyhow:
     let elapsed = last.lock().expect("lock").duration_since(started).as_secs_f64();
     let rate = total as f64 / elapsed;
     println!(
-        "fan-out {SESSIONS} sessions, 1 tenant, {EVENTS} events: {total} deliveries in {elapsed:.2} s = {rate:>9.0}/s (target >= 100000) {}   \
+        "fan-out {:<5} {SESSIONS} sessions, 1 tenant, {EVENTS} events: {total} deliveries in {elapsed:.2} s = {rate:>9.0}/s (target >= 100000) {}   \
          server memory {:.1} KiB per idle session (RSS {} → {} MiB; target <= 16) {}",
+        proto.label(),
         if rate >= 100_000.0 { "PASS" } else { "BELOW TARGET" },
         per_session / 1024.0,
         before / (1024 * 1024),
@@ -307,4 +332,59 @@ pub async fn fanout_suite(cluster: &EmbeddedCluster, _opts: &Options) -> anyhow:
     );
     drop(server);
     Ok(())
+}
+
+// ---- Phoenix sessions (issue 10): the same suites over /realtime/v1/websocket ----------------
+
+/// Which protocol a suite's sessions speak.
+#[derive(Clone, Copy)]
+enum Proto {
+    /// rowcast's own `/ws`.
+    Ws,
+    /// Supabase Realtime (Phoenix 2.0.0) with one `postgres_changes` binding on contacts.
+    Phx,
+}
+
+impl Proto {
+    fn label(self) -> &'static str {
+        match self {
+            Proto::Ws => "/ws",
+            Proto::Phx => "phx",
+        }
+    }
+
+    /// A substring only event frames contain (the reader stays cheap: the load generator shares the CPU).
+    fn event_marker(self) -> &'static str {
+        match self {
+            Proto::Ws => "\"seq\"",
+            Proto::Phx => "\"postgres_changes\"",
+        }
+    }
+
+    async fn session(self, port: u16, tenant: u64) -> anyhow::Result<Ws> {
+        match self {
+            Proto::Ws => session(port, tenant).await,
+            Proto::Phx => phx_session(port, tenant).await,
+        }
+    }
+}
+
+/// Joins `realtime:bench` with `{event: "*", schema: "public", table: "contacts"}` and waits
+/// for the reply and the `system` message.
+async fn phx_session(port: u16, tenant: u64) -> anyhow::Result<Ws> {
+    use futures::SinkExt;
+    let url =
+        format!("ws://127.0.0.1:{port}/realtime/v1/websocket?vsn=2.0.0&apikey={}&tenant={}", token(user_id(tenant)), tenant_id(tenant));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let join = serde_json::json!(["1", "1", "realtime:bench", "phx_join",
+        {"config": {"postgres_changes": [{"event": "*", "schema": "public", "table": "contacts"}]}}]);
+    ws.send(Message::text(join.to_string())).await?;
+    match ws.next().await {
+        Some(Ok(Message::Text(t))) if t.contains("\"ok\"") => {}
+        other => anyhow::bail!("phx_join refused: {other:?}"),
+    }
+    match ws.next().await {
+        Some(Ok(Message::Text(t))) if t.contains("\"system\"") => Ok(ws),
+        other => anyhow::bail!("no system message: {other:?}"),
+    }
 }

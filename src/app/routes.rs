@@ -122,7 +122,7 @@ pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
         .unify()
         .or(crate::rest::routes(state.rest.clone()))
         .unify()
-        .or(crate::realtime::routes(state.realtime.clone()))
+        .or(crate::realtime::routes(state.realtime.clone(), state.rest.clone()))
         .unify()
         .boxed();
     let api = filters::client_ip_limits(core.clone()).and(api).boxed();

@@ -33,7 +33,7 @@ impl Session {
             None | Some(Inbound::Closed) => Err(Stop::Gone),
             Some(Inbound::TooBig) => Err(Stop::Close(close::TOO_BIG, "frame_too_big")),
             Some(Inbound::TooFast) => Err(Stop::Close(close::POLICY_VIOLATION, "rate_limited")),
-            Some(Inbound::Binary) => {
+            Some(Inbound::Binary(_)) => {
                 let msg = tr(
                     self.lang,
                     "binary frames are not supported: send JSON text",

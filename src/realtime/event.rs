@@ -83,6 +83,8 @@ pub struct Event {
     audience: u8,
     pub created_at: String,
     frames: [OnceLock<Utf8Bytes>; 2],
+    /// The Phoenix protocol's shared parts (`realtime::phoenix::changes`).
+    pub(crate) phoenix: super::phoenix::changes::PhxCache,
 }
 
 #[derive(Serialize)]
@@ -140,6 +142,7 @@ impl Event {
             audience: audience.iter().filter_map(|r| Role::parse(r)).fold(0, |bits, r| bits | r.bit()),
             created_at: w.created_at.unwrap_or_default(),
             frames: Default::default(),
+            phoenix: Default::default(),
         })
     }
 

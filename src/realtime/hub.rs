@@ -26,6 +26,8 @@ pub enum Outbound {
     Event(Arc<Event>),
     /// The hub ended a subscription (membership revoked, platform role lost).
     Revoked(Channel, &'static str),
+    /// A broadcast or presence message of a room the session joined (Phoenix sessions only).
+    Cluster(Arc<super::cluster::ClusterMessage>),
 }
 
 /// Why the hub ends a session.
@@ -73,7 +75,7 @@ impl SessionLink {
         }
     }
 
-    fn push(&self, item: Outbound) -> Result<(), bool> {
+    pub(crate) fn push(&self, item: Outbound) -> Result<(), bool> {
         match self.tx.try_send(item) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {

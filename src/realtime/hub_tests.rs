@@ -34,7 +34,7 @@ fn seqs(rx: &mut tokio::sync::mpsc::Receiver<Outbound>) -> Vec<i64> {
     std::iter::from_fn(|| rx.try_recv().ok())
         .filter_map(|o| match o {
             Outbound::Event(e) => Some(e.seq),
-            Outbound::Revoked(..) => None,
+            Outbound::Revoked(..) | Outbound::Cluster(_) => None,
         })
         .collect()
 }

@@ -5,6 +5,7 @@
 //! Arc<Event> per event) → session queue (bounded, try_send) → session task → WebSocket frame
 //! ```
 
+pub mod cluster;
 mod commands;
 pub mod event;
 pub mod filter;
@@ -12,6 +13,7 @@ pub mod hub;
 #[cfg(test)]
 mod hub_tests;
 pub mod listener;
+pub mod phoenix;
 pub mod protocol;
 mod replay;
 pub mod retention;
@@ -42,6 +44,8 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(3);
 pub struct Realtime {
     pub core: Arc<Core>,
     pub hub: Arc<hub::Hub>,
+    /// Broadcast and presence across instances (Phoenix protocol).
+    pub cluster: Arc<cluster::Cluster>,
     relay: Arc<listener::ListenerState>,
     cancel: CancellationToken,
     next_id: AtomicU64,
@@ -54,12 +58,15 @@ impl Realtime {
     /// runs until `cancel` is cancelled (by `shutdown`, or when this is dropped).
     pub async fn start(core: Arc<Core>, app_config: tokio_postgres::Config, cancel: CancellationToken) -> Result<Self, StartError> {
         let hub = Arc::new(hub::Hub::default());
+        let cluster = cluster::Cluster::new(core.db.clone());
+        cluster.start(cluster::relay_config(app_config.clone()), cancel.clone());
         let relay = listener::Relay::new(app_config, hub.clone(), cancel.clone());
         let state = relay.state.clone();
         relay.start().await.map_err(|e| StartError::Database(format!("realtime relay: {e}")))?;
         let settings = &core.settings;
         Ok(Self {
             hub,
+            cluster,
             relay: state,
             cancel,
             next_id: AtomicU64::new(1),
@@ -75,13 +82,21 @@ impl Realtime {
         details["reconnects"] = self.hub.stats.reconnects.load(Ordering::Relaxed).into();
         // No seq here: /health is open to anyone, and the global head is an activity oracle
         // (SPEC §3.4). Platform admins read it in /api/ws/stats.
+        details["clusterRelay"] = if self.cluster.is_up() { "up" } else { "down" }.into();
         (up, details)
     }
 
     /// Ends every session with close 1001 and its resume cursor; stops the listener.
     pub async fn shutdown(&self) {
         self.hub.close_all(SHUTDOWN_BOUND).await;
+        self.cluster.stop().await;
         self.cancel.cancel();
+    }
+
+    /// Resolves once realtime stops (after registered sessions were closed): sockets the hub
+    /// does not know yet (a Phoenix socket before its first join) close then.
+    pub(crate) async fn stopped(&self) {
+        self.cancel.cancelled().await
     }
 
     pub(crate) fn next_session_id(&self) -> hub::SessionId {
@@ -102,8 +117,9 @@ impl Drop for Realtime {
     }
 }
 
-/// Serves `/ws` and `/api/ws/stats`.
-pub fn routes(state: Arc<Realtime>) -> BoxedFilter<(Response,)> {
+/// Serves `/ws`, `/realtime/v1/websocket` (which reads table columns from the REST catalog)
+/// and `/api/ws/stats`.
+pub fn routes(state: Arc<Realtime>, rest: Arc<crate::rest::RestState>) -> BoxedFilter<(Response,)> {
     let stats = warp::path!("api" / "ws" / "stats")
         .and(warp::get())
         .and(crate::http::filters::caller(state.core.clone()))
@@ -114,5 +130,5 @@ pub fn routes(state: Arc<Realtime>) -> BoxedFilter<(Response,)> {
         .then(|principal: Principal, tenant: Option<Uuid>, state: Arc<Realtime>| async move {
             crate::http::respond(stats::handle(state, principal, tenant).await)
         });
-    upgrade::route(state).or(stats).unify().boxed()
+    upgrade::route(state.clone()).or(phoenix::route(state, rest)).unify().or(stats).unify().boxed()
 }

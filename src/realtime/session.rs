@@ -52,7 +52,7 @@ pub enum Stop {
 
 pub(super) enum Inbound {
     Text(String),
-    Binary,
+    Binary(Vec<u8>),
     TooBig,
     /// Over `ROWCAST_WS_FRAMES_PER_SEC`: the session is closed with 1008.
     TooFast,
@@ -159,6 +159,7 @@ impl Session {
                 self.started.remove(&channel);
                 self.send_text(protocol::unsubscribed(channel, reason)).await
             }
+            Some(Outbound::Cluster(_)) => Ok(()),
             None => Err(Stop::Gone),
         }
     }
@@ -241,7 +242,7 @@ impl Session {
 
 /// Reads inbound frames until the socket ends; protocol pings are answered by the socket.
 /// Every text, binary or ping frame counts against the session's frame rate.
-async fn read_loop(
+pub(super) async fn read_loop(
     mut stream: SplitStream<Socket>,
     tx: mpsc::Sender<Inbound>,
     seen_ms: Arc<AtomicU64>,
@@ -257,7 +258,7 @@ async fn read_loop(
         }
         let inbound = match message {
             Ok(Message::Text(text)) => Inbound::Text(text.as_str().to_string()),
-            Ok(Message::Binary(_)) => Inbound::Binary,
+            Ok(Message::Binary(bytes)) => Inbound::Binary(bytes.to_vec()),
             Ok(Message::Close(_)) => Inbound::Closed,
             Ok(_) => continue,
             Err(tungstenite::Error::Capacity(_)) => Inbound::TooBig,

@@ -46,7 +46,7 @@ pub fn route(state: Arc<Realtime>) -> BoxedFilter<(Response,)> {
 }
 
 /// The socket configuration of every session.
-fn socket_config() -> WebSocketConfig {
+pub(super) fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0)
@@ -55,7 +55,7 @@ fn socket_config() -> WebSocketConfig {
 }
 
 /// `Sec-WebSocket-Key` of a well-formed RFC 6455 upgrade request.
-fn websocket_key(method: &Method, headers: &HeaderMap) -> Option<String> {
+pub(super) fn websocket_key(method: &Method, headers: &HeaderMap) -> Option<String> {
     let has_token =
         |name: &str, token: &str| header(headers, name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)));
     let ok = method == Method::GET
@@ -111,7 +111,7 @@ impl Params {
     }
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(super) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -161,7 +161,7 @@ pub(crate) fn no_tenant_role() -> ApiError {
 
 /// Browsers send `Origin`; others do not. Without `ROWCAST_ALLOWED_ORIGINS` only same-origin
 /// pages (Origin host == Host) and non-browser clients may connect.
-fn origin_refusal(settings: &Settings, headers: &HeaderMap) -> Option<ApiError> {
+pub(super) fn origin_refusal(settings: &Settings, headers: &HeaderMap) -> Option<ApiError> {
     let raw = headers.get("origin")?;
     let origin = raw.to_str().unwrap_or_default().trim().trim_end_matches('/');
     let allowed = match &settings.allowed_origins {

@@ -1,0 +1,308 @@
+//! One Phoenix socket: its channels (topics) with their bindings, broadcast and presence
+//! options; the loop that reads client messages, drains the hub queue, keeps the socket alive
+//! and watches the token's expiry. Like `/ws`, nothing holds a lock across an await and every
+//! write watches the session's kill signal. Joining, token refresh and expiry live in `join`;
+//! broadcast and presence in `rooms`.
+
+mod join;
+mod rooms;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tungstenite::Message as WsMessage;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+use uuid::Uuid;
+
+use super::changes::{self, Binding};
+use super::codec::{self, Message, Vsn};
+use super::{Admission, PhxState};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::i18n::Lang;
+use crate::limits::SessionPermit;
+use crate::realtime::event::{Event, Role};
+use crate::realtime::hub::{Kill, Outbound, SessionId, SessionLink};
+use crate::realtime::protocol::close;
+use crate::realtime::session::{Inbound, Socket, read_loop};
+use crate::realtime::subscription::Channel as HubChannel;
+
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+
+/// One joined channel.
+struct Joined {
+    join_ref: Option<String>,
+    bindings: Vec<Binding>,
+    broadcast_self: bool,
+    broadcast_ack: bool,
+    presence_key: String,
+    tracked: bool,
+}
+
+/// Who the socket acts for, set by its first successful join.
+struct Identity {
+    principal: Principal,
+    /// `None`: a platform admin outside any tenant (postgres changes of every tenant).
+    tenant: Option<Uuid>,
+    role: Role,
+    link: Arc<SessionLink>,
+}
+
+impl Identity {
+    fn hub_channel(&self) -> HubChannel {
+        self.tenant.map_or(HubChannel::All, HubChannel::Tenant)
+    }
+
+    /// Broadcast and presence rooms are per tenant; platform admins outside one share the nil room.
+    fn room(&self) -> Uuid {
+        self.tenant.unwrap_or(Uuid::nil())
+    }
+}
+
+enum Stop {
+    Close(u16, &'static str),
+    Killed(Kill),
+    Gone,
+}
+
+struct Session {
+    state: Arc<PhxState>,
+    vsn: Vsn,
+    lang: Lang,
+    id: SessionId,
+    requested_tenant: Option<Uuid>,
+    apikey: Option<Principal>,
+    ident: Option<Identity>,
+    queue: Option<mpsc::Receiver<Outbound>>,
+    channels: HashMap<String, Joined>,
+    sink: SplitSink<Socket, WsMessage>,
+    inbound: mpsc::Receiver<Inbound>,
+    deadline: Option<tokio::time::Instant>,
+    seen_ms: Arc<AtomicU64>,
+    epoch: Instant,
+    presence_refs: u64,
+    /// The user's concurrent-session slot (`ROWCAST_WS_MAX_SESSIONS_PER_USER`): taken at the
+    /// upgrade when the `apikey` is the user's JWT, else by the first join; freed at the end.
+    slot: Option<SessionPermit>,
+}
+
+pub async fn run(state: Arc<PhxState>, socket: Socket, admission: Admission) {
+    let id = state.realtime.next_session_id();
+    let (sink, stream) = socket.split();
+    let (inbound_tx, inbound) = mpsc::channel(8);
+    let (seen_ms, epoch) = (Arc::new(AtomicU64::new(0)), Instant::now());
+    let frames = state.realtime.limits.frame_limiter();
+    let reader = tokio::spawn(read_loop(stream, inbound_tx, seen_ms.clone(), epoch, frames));
+    let mut session = Session {
+        state: state.clone(),
+        vsn: admission.vsn,
+        lang: admission.lang,
+        id,
+        requested_tenant: admission.tenant,
+        apikey: admission.apikey,
+        ident: None,
+        queue: None,
+        channels: HashMap::new(),
+        sink,
+        inbound,
+        deadline: None,
+        seen_ms,
+        epoch,
+        presence_refs: 0,
+        slot: admission.slot,
+    };
+    let stop = session.serve().await;
+    session.finish(stop).await;
+    reader.abort();
+}
+
+async fn recv_queue(queue: &mut Option<mpsc::Receiver<Outbound>>) -> Option<Outbound> {
+    match queue {
+        Some(q) => q.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn killed(link: Option<Arc<SessionLink>>) -> Kill {
+    match link {
+        Some(l) => l.killed().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn expiry(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Session {
+    async fn serve(&mut self) -> Stop {
+        let every = self.state.realtime.keepalive;
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            let link = self.ident.as_ref().map(|i| i.link.clone());
+            let step = tokio::select! {
+                biased;
+                kill = killed(link) => Err(Stop::Killed(kill)),
+                _ = self.state.realtime.stopped() => Err(Stop::Killed(Kill::Shutdown)),
+                _ = expiry(self.deadline) => self.expired().await,
+                msg = self.inbound.recv() => self.on_inbound(msg).await,
+                item = recv_queue(&mut self.queue) => self.on_outbound(item).await,
+                _ = keepalive.tick() => self.keepalive(every).await,
+            };
+            if let Err(stop) = step {
+                return stop;
+            }
+        }
+    }
+
+    /// Every inbound frame goes through here (the place for per-session inbound limits).
+    async fn on_inbound(&mut self, message: Option<Inbound>) -> Result<(), Stop> {
+        let decoded = match message {
+            None | Some(Inbound::Closed) => return Err(Stop::Gone),
+            Some(Inbound::TooBig) => return Err(Stop::Close(close::TOO_BIG, "frame_too_big")),
+            Some(Inbound::TooFast) => return Err(Stop::Close(close::POLICY_VIOLATION, "rate_limited")),
+            Some(Inbound::Binary(bytes)) => codec::decode_binary(self.vsn, &bytes),
+            Some(Inbound::Text(text)) => codec::decode_text(self.vsn, &text),
+        };
+        match decoded {
+            Ok(message) => self.on_message(message).await,
+            Err(why) => {
+                let frame = codec::push(self.vsn, None, "phoenix", "phx_error", &json!({"reason": why}));
+                self.send_text(frame).await
+            }
+        }
+    }
+
+    async fn on_message(&mut self, m: Message) -> Result<(), Stop> {
+        if m.topic == "phoenix" && m.event == "heartbeat" {
+            return self.reply(&m, "ok", json!({})).await;
+        }
+        if m.event == "phx_join" {
+            return self.join(&m).await;
+        }
+        if !self.channels.contains_key(&m.topic) {
+            return self.error(&m, "unmatched topic: join it first").await;
+        }
+        match m.event.as_str() {
+            "phx_leave" => {
+                self.drop_channel(&m.topic).await;
+                self.reply(&m, "ok", json!({})).await
+            }
+            "access_token" => self.refresh(&m).await,
+            "broadcast" => self.broadcast(&m).await,
+            "presence" => self.presence(&m).await,
+            other => {
+                let reason = format!("unknown event `{}`", other.chars().take(40).collect::<String>());
+                self.error(&m, &reason).await
+            }
+        }
+    }
+
+    async fn reply(&mut self, to: &Message, status: &str, response: Value) -> Result<(), Stop> {
+        let frame = codec::reply(self.vsn, to, status, &response);
+        self.send_text(frame).await
+    }
+
+    async fn error(&mut self, to: &Message, reason: &str) -> Result<(), Stop> {
+        let frame = codec::error_reply(self.vsn, to, reason);
+        self.send_text(frame).await
+    }
+
+    fn api_reason(&self, e: &ApiError) -> String {
+        e.message_in(self.lang).to_string()
+    }
+
+    // ---- outbound ------------------------------------------------------------------------
+
+    async fn on_outbound(&mut self, item: Option<Outbound>) -> Result<(), Stop> {
+        match item {
+            Some(Outbound::Event(event)) => self.deliver(&event).await,
+            Some(Outbound::Cluster(message)) => self.relay(&message).await,
+            Some(Outbound::Revoked(_, reason)) => self.close_all(reason).await,
+            None => Err(Stop::Gone),
+        }
+    }
+
+    /// One `postgres_changes` frame per channel with a matching binding.
+    async fn deliver(&mut self, event: &Event) -> Result<(), Stop> {
+        if !changes::is_row_change(event) {
+            return Ok(());
+        }
+        let mut frames = Vec::new();
+        for (topic, joined) in &self.channels {
+            let ids: Vec<u32> = joined.bindings.iter().filter(|b| b.matches(event)).map(|b| b.id).collect();
+            if !ids.is_empty() {
+                frames.push(changes::frame(event, || self.state.rest.catalog(), self.vsn, topic, &ids));
+            }
+        }
+        for frame in frames {
+            self.send(WsMessage::Text(frame)).await?;
+        }
+        Ok(())
+    }
+
+    // ---- socket --------------------------------------------------------------------------
+
+    async fn keepalive(&mut self, every: Duration) -> Result<(), Stop> {
+        let seen = Duration::from_millis(self.seen_ms.load(Ordering::Relaxed));
+        if self.epoch.elapsed().saturating_sub(seen) > every * 2 {
+            return Err(Stop::Close(close::NO_PONG, "keepalive_timeout"));
+        }
+        self.send(WsMessage::Ping(Default::default())).await
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), Stop> {
+        self.send(WsMessage::text(text)).await
+    }
+
+    async fn send(&mut self, message: WsMessage) -> Result<(), Stop> {
+        match self.ident.as_ref().map(|i| i.link.clone()) {
+            Some(link) => tokio::select! {
+                biased;
+                kill = link.killed() => Err(Stop::Killed(kill)),
+                sent = self.sink.send(message) => sent.map_err(|_| Stop::Gone),
+            },
+            None => self.sink.send(message).await.map_err(|_| Stop::Gone),
+        }
+    }
+
+    async fn finish(mut self, stop: Stop) {
+        let rt = &self.state.realtime;
+        if let Some(ident) = &self.ident {
+            rt.hub.unregister(self.id);
+            for topic in self.channels.keys() {
+                rt.cluster.leave(ident.room(), topic, self.id);
+            }
+            if self.channels.values().any(|c| c.tracked) {
+                let _ = rt.cluster.untrack(self.id, None).await;
+            }
+        }
+        let (code, reason) = match stop {
+            Stop::Gone => {
+                let _ = tokio::time::timeout(CLOSE_FLUSH, self.sink.close()).await;
+                return;
+            }
+            Stop::Close(code, reason) => (code, reason),
+            Stop::Killed(Kill::Lagging) => (close::LAGGING, "lagging"),
+            Stop::Killed(Kill::Shutdown) => (close::GOING_AWAY, "shutdown"),
+            Stop::Killed(Kill::UserDisabled) => (close::FORBIDDEN, "user_disabled"),
+        };
+        let sink = &mut self.sink;
+        let closing = async move {
+            sink.send(WsMessage::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))).await?;
+            sink.close().await
+        };
+        let _ = tokio::time::timeout(CLOSE_FLUSH, closing).await;
+        tracing::debug!(session = self.id, code, reason, "phoenix session closed");
+    }
+}
