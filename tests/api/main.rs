@@ -10,6 +10,7 @@ mod clients;
 mod faults;
 mod isolation;
 mod realtime;
+mod realtime_commit;
 mod realtime_delivery;
 mod realtime_faults;
 mod rest;
