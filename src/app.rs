@@ -1,36 +1,36 @@
-//! `Application::build(settings)` → `.port()` → `.run_until_stopped()`: the real server,
-//! buildable on port 0 by the tests.
+//! The composition root: `Application::build(settings)` → `.port()` → `.run_until_stopped()`.
+//! It builds the core, each feature's state, starts the background tasks and composes the
+//! routes; it imports every module and no module imports it (only the entry points `cli`,
+//! `dev` and the tests drive it).
 
+mod routes;
+
+use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Instant;
 
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::auth::JwtVerifier;
 use crate::config::{ConfigError, Settings};
+pub use crate::core::{Core, StartError};
 use crate::db::Db;
-use crate::db::pool::{RoleRefusal, check_serving_role};
+use crate::db::pool::check_serving_role;
+use crate::realtime::Realtime;
+use crate::rest::RestState;
 
-/// Shared by every request.
+/// The core and every feature's state: what the routes are built from. Derefs to the
+/// [`Core`] (so `state.db`, `state.jwt`, …).
 pub struct AppState {
-    pub settings: Settings,
-    pub db: Db,
-    pub jwt: JwtVerifier,
-    pub started: Instant,
-    pub rest: crate::rest::RestState,
-    pub realtime: crate::realtime::Realtime,
+    pub core: Arc<Core>,
+    pub rest: Arc<RestState>,
+    pub realtime: Arc<Realtime>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    #[error("{0}")]
-    Role(#[from] RoleRefusal),
-    #[error("cannot reach the database: {0}")]
-    Database(String),
-    #[error("cannot listen on {0}: {1}")]
-    Bind(std::net::SocketAddr, std::io::Error),
+impl Deref for AppState {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
 }
 
 pub struct Application {
@@ -38,22 +38,37 @@ pub struct Application {
     port: u16,
     state: Arc<AppState>,
     shutdown: CancellationToken,
+    /// The background tasks (catalog reloader, realtime listener, retention) stop when it is
+    /// cancelled: at shutdown, or when the application is dropped without running.
+    tasks: CancellationToken,
+    _tasks_guard: DropGuard,
 }
 
 impl Application {
-    /// Checks configuration and the database role, binds the listener; serves nothing yet.
+    /// Checks configuration and the database role, loads the REST catalog, starts the
+    /// background tasks and binds the listener; serves nothing yet.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let jwt = JwtVerifier::new(settings.jwt()?).map_err(|m| ConfigError::new("ROWCAST_JWT_PUBLIC_KEY", m))?;
         let app_config = settings.app_pg_config()?;
         check_role(&app_config).await?;
-        let db =
-            Db::new(app_config, settings.pool_size, settings.pool_timeout, settings.statement_timeout).with_slow_query(settings.slow_query);
-        let rest = crate::rest::RestState::load(&db).await?;
-        let realtime = crate::realtime::Realtime::start(&settings, settings.app_pg_config()?, &db).await?;
-        let listener = tokio::net::TcpListener::bind(settings.bind).await.map_err(|e| StartError::Bind(settings.bind, e))?;
-        let port = listener.local_addr().map_err(|e| StartError::Bind(settings.bind, e))?.port();
-        let state = Arc::new(AppState { settings, db, jwt, started: Instant::now(), rest, realtime });
-        Ok(Self { listener, port, state, shutdown: CancellationToken::new() })
+        let db = Db::new(app_config.clone(), settings.pool_size, settings.pool_timeout, settings.statement_timeout)
+            .with_slow_query(settings.slow_query);
+        let core = Arc::new(Core::new(settings, db, jwt));
+        let tasks = CancellationToken::new();
+
+        let rest = Arc::new(RestState::load(core.clone()).await?);
+        let mut reload_config = app_config.clone();
+        reload_config.application_name("rowcast-rest-reload");
+        crate::rest::state::spawn_reloader(&rest, reload_config, tasks.child_token());
+
+        let realtime = Arc::new(Realtime::start(core.clone(), app_config, tasks.child_token()).await?);
+        crate::realtime::retention::spawn(core.db.clone(), core.settings.event_retention, tasks.child_token());
+
+        let bind = core.settings.bind;
+        let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| StartError::Bind(bind, e))?;
+        let port = listener.local_addr().map_err(|e| StartError::Bind(bind, e))?.port();
+        let state = Arc::new(AppState { core, rest, realtime });
+        Ok(Self { listener, port, state, shutdown: CancellationToken::new(), _tasks_guard: tasks.clone().drop_guard(), tasks })
     }
 
     pub fn port(&self) -> u16 {
@@ -70,14 +85,15 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) {
-        let routes = crate::http::routes(self.state.clone());
-        let shutdown = self.shutdown.clone();
-        let state = self.state.clone();
+        let Application { listener, state, shutdown, tasks, _tasks_guard, .. } = self;
+        let routes = routes::routes(&state);
+        let realtime = state.realtime.clone();
         let stopping = async move {
             shutdown.cancelled().await;
-            state.realtime.shutdown().await;
+            realtime.shutdown().await;
+            tasks.cancel();
         };
-        warp::serve(routes).incoming(self.listener).graceful(stopping).run().await;
+        warp::serve(routes).incoming(listener).graceful(stopping).run().await;
     }
 }
 

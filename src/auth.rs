@@ -4,12 +4,29 @@
 //! key), `exp`, `aud` and `sub` are required, `nbf` is checked, with 30 s of leeway. Nothing
 //! here touches the database: a bad token is refused before a pool connection is taken.
 
-use crate::config::{JwtKey, JwtSettings};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::secret::Secret;
+
 pub const LEEWAY_SECS: u64 = 30;
+
+/// How tokens are verified.
+#[derive(Clone, Debug)]
+pub enum JwtKey {
+    /// HS256 shared secret (≥ 32 bytes); also lets `rowcast token` mint tokens.
+    Hs256(Secret<Vec<u8>>),
+    /// RS256 or ES256 public key in PEM form.
+    PublicPem(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct JwtSettings {
+    pub key: JwtKey,
+    pub audience: String,
+    pub issuer: Option<String>,
+}
 
 /// Who is calling, as far as the token says. Roles are never taken from the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,7 +169,6 @@ fn describe(err: &jsonwebtoken::errors::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
 
     fn verifier() -> JwtVerifier {
         JwtVerifier::new(&JwtSettings {

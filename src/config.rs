@@ -5,29 +5,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-/// A value that must never reach a log line, an error or an event.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret<T>(T);
-
-impl<T> Secret<T> {
-    pub fn new(value: T) -> Self {
-        Self(value)
-    }
-    /// The only way to read the secret: the call site says so.
-    pub fn expose(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T> std::fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
+pub use crate::auth::{JwtKey, JwtSettings};
+pub use crate::secret::Secret;
 
 /// One bad variable: which one and how to fix it. Displayed as a single line.
 #[derive(Debug, thiserror::Error)]
@@ -41,22 +24,6 @@ impl ConfigError {
     pub fn new(var: &'static str, message: impl Into<String>) -> Self {
         Self { var, message: message.into() }
     }
-}
-
-/// How tokens are verified.
-#[derive(Clone, Debug)]
-pub enum JwtKey {
-    /// HS256 shared secret (≥ 32 bytes); also lets `rowcast token` mint tokens.
-    Hs256(Secret<Vec<u8>>),
-    /// RS256 or ES256 public key in PEM form.
-    PublicPem(String),
-}
-
-#[derive(Clone, Debug)]
-pub struct JwtSettings {
-    pub key: JwtKey,
-    pub audience: String,
-    pub issuer: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -85,6 +52,16 @@ pub struct Settings {
 
 pub const APP_ROLE: &str = "rowcast_app";
 
+/// Where `rowcast dev` keeps its state: `./.rowcast`, or `ROWCAST_STATE_DIR`.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("ROWCAST_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".rowcast"))
+}
+
+/// The `dev.env` a `rowcast dev` writes and every command reads as its last source.
+pub fn dev_env_path() -> PathBuf {
+    state_dir().join("dev.env")
+}
+
 /// Where a variable comes from: the process environment first, then dev state.
 pub struct Env {
     dev_state: HashMap<String, String>,
@@ -95,7 +72,7 @@ impl Env {
     /// Loads `.env` (never overriding the real environment) and `./.rowcast/dev.env` if present.
     pub fn load() -> Self {
         let _ = dotenvy::dotenv();
-        let dev_state = read_env_file(&crate::dev::state::dev_env_path());
+        let dev_state = read_env_file(&dev_env_path());
         Self { dev_state, overrides: HashMap::new() }
     }
 

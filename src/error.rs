@@ -3,6 +3,8 @@
 //! This is the one place that maps SQLSTATEs and named constraints to HTTP statuses. A 5xx
 //! is logged in full here and answered without internals.
 
+pub mod constraints;
+
 use crate::i18n::Lang;
 use serde::Serialize;
 use warp::http::StatusCode;
@@ -149,7 +151,7 @@ impl From<tokio_postgres::Error> for ApiError {
 
 fn from_db_error(db: &tokio_postgres::error::DbError) -> ApiError {
     let code = db.code().code();
-    if let Some(c) = db.constraint().and_then(crate::db::constraints::lookup) {
+    if let Some(c) = db.constraint().and_then(constraints::lookup) {
         return ApiError::new(c.status, code, c.en, c.fr).with_details(format!("constraint {}", c.name));
     }
     let (status, fr_prefix) = match code {

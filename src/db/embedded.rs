@@ -400,7 +400,7 @@ pub async fn start_ephemeral(settings: Vec<(String, String)>) -> Result<Embedded
     let opts = ClusterOptions {
         data_dir: root.join("data"),
         port: None,
-        superuser_password: crate::dev::state::random_token(24),
+        superuser_password: crate::secret::random_token(24),
         ephemeral: true,
         settings,
     };

@@ -1,6 +1,5 @@
 //! Everything that talks to PostgreSQL.
 
-pub mod constraints;
 pub mod embedded;
 pub mod migrate;
 pub mod pool;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 
 use crate::error::ApiError;
+use crate::stats::Stats;
 
 /// The request-serving database handle: a bounded pool plus the per-request settings.
 #[derive(Clone)]
@@ -15,6 +16,7 @@ pub struct Db {
     statement_timeout_ms: String,
     slow_query: Duration,
     checkouts: Arc<AtomicU64>,
+    stats: Arc<Stats>,
 }
 
 impl Db {
@@ -33,6 +35,7 @@ impl Db {
             statement_timeout_ms: statement_timeout.as_millis().to_string(),
             slow_query: Duration::from_secs(1),
             checkouts: Arc::default(),
+            stats: Arc::default(),
         }
     }
 
@@ -40,6 +43,17 @@ impl Db {
     pub fn with_slow_query(mut self, threshold: Duration) -> Self {
         self.slow_query = threshold;
         self
+    }
+
+    /// Records transactions into `stats` (the application's) instead of a private registry.
+    pub fn with_stats(mut self, stats: Arc<Stats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
+    /// Where request transactions are recorded.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
     }
 
     pub(crate) fn slow_query(&self) -> Duration {

@@ -3,6 +3,7 @@
 //! or `ROLLBACK` when the transaction is dropped (on any error). Nothing outlives it.
 
 use std::ops::Deref;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Transaction};
@@ -14,6 +15,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::stats::Stats;
 
 /// What the database decided about the caller (never taken from the token).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -41,11 +43,12 @@ struct TxTimer {
     role: String,
     committed: bool,
     slow_after: Duration,
+    stats: Arc<Stats>,
 }
 
 impl Drop for TxTimer {
     fn drop(&mut self) {
-        crate::ops::stats::record_transaction(self.tenant, &self.role, self.started.elapsed(), self.committed, self.slow_after);
+        self.stats.record_transaction(self.tenant, &self.role, self.started.elapsed(), self.committed, self.slow_after);
     }
 }
 
@@ -111,13 +114,27 @@ impl<'c> TenantTx<'c> {
         closed?;
         let ctx = RequestContext { user_id: entered.get(0), tenant_id: entered.get(1), role: entered.get(2) };
         let committed = outcome.is_ok();
-        drop(TxTimer { started, tenant: ctx.tenant_id, role: ctx.role.clone(), committed, slow_after: db.slow_query() });
+        drop(TxTimer {
+            started,
+            tenant: ctx.tenant_id,
+            role: ctx.role.clone(),
+            committed,
+            slow_after: db.slow_query(),
+            stats: db.stats().clone(),
+        });
         Ok((ctx, outcome))
     }
 
     fn entered(db: &Db, tx: Transaction<'c>, row: &Row, started: Instant) -> Self {
         let ctx = RequestContext { user_id: row.get(0), tenant_id: row.get(1), role: row.get(2) };
-        let timer = TxTimer { started, tenant: ctx.tenant_id, role: ctx.role.clone(), committed: false, slow_after: db.slow_query() };
+        let timer = TxTimer {
+            started,
+            tenant: ctx.tenant_id,
+            role: ctx.role.clone(),
+            committed: false,
+            slow_after: db.slow_query(),
+            stats: db.stats().clone(),
+        };
         Self { tx, ctx, timer }
     }
 

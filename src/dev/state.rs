@@ -5,21 +5,13 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::{dev_env_path, state_dir};
 use crate::db::embedded::{ClusterOptions, EmbeddedCluster};
+pub use crate::secret::random_token;
 
 pub const DATABASE: &str = "rowcast";
-
-/// `./.rowcast`, or `ROWCAST_STATE_DIR`.
-pub fn state_dir() -> PathBuf {
-    std::env::var_os("ROWCAST_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".rowcast"))
-}
-
-pub fn dev_env_path() -> PathBuf {
-    state_dir().join("dev.env")
-}
 
 fn state_file() -> PathBuf {
     state_dir().join("state.json")
@@ -27,11 +19,6 @@ fn state_file() -> PathBuf {
 
 pub fn pg_data_dir() -> PathBuf {
     state_dir().join("pg")
-}
-
-/// A random alphanumeric string (safe inside URLs and SQL literals).
-pub fn random_token(len: usize) -> String {
-    rand::rng().sample_iter(rand::distr::Alphanumeric).take(len).map(char::from).collect()
 }
 
 #[derive(Clone, Serialize, Deserialize)]

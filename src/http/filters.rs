@@ -1,4 +1,9 @@
 //! warp filters that turn headers into typed values. Nothing below them parses a header.
+//!
+//! The one ingress path for callers: every door (REST and the other HTTP routes through
+//! [`caller`], the `/ws` upgrade through [`identify`]) authenticates with [`authenticate`],
+//! reads the requested tenant with [`parse_tenant`] and applies the token's restriction with
+//! [`resolve_tenant`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -6,8 +11,8 @@ use std::time::Instant;
 use uuid::Uuid;
 use warp::{Filter, Rejection};
 
-use crate::app::AppState;
-use crate::auth::{AuthError, Principal};
+use crate::auth::{AuthError, JwtVerifier, Principal};
+use crate::core::Core;
 use crate::error::ApiError;
 use crate::i18n::Lang;
 
@@ -48,11 +53,70 @@ pub fn auth_error(err: AuthError) -> ApiError {
     }
 }
 
+/// Which way a request came in: it decides only the wording of a refusal (the parameters
+/// each door accepts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Door {
+    /// REST and the other HTTP routes.
+    Http,
+    /// The `/ws` upgrade, where browsers cannot set headers (`?token=`, `?tenant=`).
+    WebSocket,
+}
+
+impl Door {
+    fn auth_error(self, err: AuthError) -> ApiError {
+        match self {
+            Door::Http => auth_error(err),
+            Door::WebSocket => auth_error(err).with_hint("Send `Authorization: Bearer <jwt>` or `?token=<jwt>`."),
+        }
+    }
+}
+
+/// The caller from the `Authorization` header, else from a token given in the query string
+/// (only the `/ws` upgrade passes one).
+pub fn authenticate(jwt: &JwtVerifier, authorization: Option<&str>, query_token: Option<&str>) -> Result<Principal, AuthError> {
+    match (authorization, query_token) {
+        (None, Some(token)) => jwt.verify(token),
+        (header, _) => jwt.verify_header(header),
+    }
+}
+
+/// The tenant a caller asks for (`X-Tenant-ID`, else the query parameter), as a uuid.
+pub fn parse_tenant(raw: Option<String>, door: Door) -> Result<Option<Uuid>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    Uuid::parse_str(raw.trim()).map(Some).map_err(|_| match door {
+        Door::Http => ApiError::bad_request(
+            "tenant id (X-Tenant-ID or tenantId) is not a uuid",
+            "l'identifiant de locataire (X-Tenant-ID ou tenantId) n'est pas un uuid",
+        ),
+        Door::WebSocket => ApiError::bad_request(
+            "tenant (?tenant= or X-Tenant-ID) is not a uuid",
+            "le locataire (?tenant= ou X-Tenant-ID) n'est pas un uuid",
+        ),
+    })
+}
+
+/// The caller and the tenant they act in, from what a request carries: the `Authorization`
+/// header, a query-string token, the raw requested tenant. 401, 400 or 403 in that order,
+/// all before any database work.
+pub fn identify(
+    jwt: &JwtVerifier,
+    door: Door,
+    authorization: Option<&str>,
+    query_token: Option<&str>,
+    tenant: Option<String>,
+) -> Result<(Principal, Option<Uuid>), ApiError> {
+    let principal = authenticate(jwt, authorization, query_token).map_err(|e| door.auth_error(e))?;
+    let requested = parse_tenant(tenant, door)?;
+    let tenant = resolve_tenant(&principal, requested)?;
+    Ok((principal, tenant))
+}
+
 /// The verified caller. 401 (before any database work) when the token is missing or bad.
-pub fn principal(state: Arc<AppState>) -> impl Filter<Extract = (Principal,), Error = Rejection> + Clone {
+pub fn principal(core: Arc<Core>) -> impl Filter<Extract = (Principal,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
-        let state = state.clone();
-        async move { state.jwt.verify_header(header.as_deref()).map_err(|e| warp::reject::custom(auth_error(e))) }
+        let core = core.clone();
+        async move { authenticate(&core.jwt, header.as_deref(), None).map_err(|e| warp::reject::custom(Door::Http.auth_error(e))) }
     })
 }
 
@@ -67,15 +131,7 @@ pub fn tenant() -> impl Filter<Extract = (Option<Uuid>,), Error = Rejection> + C
     warp::header::optional::<String>("x-tenant-id").and(raw_query()).and_then(|header: Option<String>, query: String| async move {
         let from_query =
             || form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "tenantId" || k == "tenant").map(|(_, v)| v.into_owned());
-        match header.or_else(from_query) {
-            None => Ok(None),
-            Some(raw) => Uuid::parse_str(raw.trim()).map(Some).map_err(|_| {
-                warp::reject::custom(ApiError::bad_request(
-                    "tenant id (X-Tenant-ID or tenantId) is not a uuid",
-                    "l'identifiant de locataire (X-Tenant-ID ou tenantId) n'est pas un uuid",
-                ))
-            }),
-        }
+        parse_tenant(header.or_else(from_query), Door::Http).map_err(warp::reject::custom)
     })
 }
 
@@ -91,8 +147,8 @@ pub fn resolve_tenant(principal: &Principal, requested: Option<Uuid>) -> Result<
 }
 
 /// The caller and the tenant they act in: `(Principal, Option<Uuid>)`.
-pub fn caller(state: Arc<AppState>) -> impl Filter<Extract = (Principal, Option<Uuid>), Error = Rejection> + Clone {
-    principal(state)
+pub fn caller(core: Arc<Core>) -> impl Filter<Extract = (Principal, Option<Uuid>), Error = Rejection> + Clone {
+    principal(core)
         .and(tenant())
         .and_then(|p: Principal, t: Option<Uuid>| async move {
             let tenant = resolve_tenant(&p, t).map_err(warp::reject::custom)?;

@@ -1,4 +1,5 @@
-//! Prometheus metrics: one process-wide recorder, rendered by `GET /metrics`.
+//! Prometheus metrics: one process-wide recorder (the `metrics` facade has exactly one), rendered
+//! by `GET /metrics`. The per-application numbers live in `crate::stats`.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -37,13 +38,14 @@ fn bounded_route(path: &str, status: u16) -> String {
     if seen.contains(&label) || (seen.len() < MAX_ROUTES && seen.insert(label.clone())) { label } else { "other".into() }
 }
 
-pub fn record_request(method: &str, path: &str, status: u16, elapsed: Duration) {
+/// Counts the request in Prometheus; returns its bounded route label (the stats use it too).
+pub fn record_request(method: &str, path: &str, status: u16, elapsed: Duration) -> String {
     handle();
     let route = bounded_route(path, status);
-    super::stats::record_request(method, &route, status, elapsed);
-    let labels = [("method", method.to_string()), ("route", route), ("status", status.to_string())];
+    let labels = [("method", method.to_string()), ("route", route.clone()), ("status", status.to_string())];
     metrics::counter!("rowcast_http_requests_total", &labels).increment(1);
     metrics::histogram!("rowcast_http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+    route
 }
 
 pub fn record_pool(pool: &deadpool_postgres::Pool) {

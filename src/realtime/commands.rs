@@ -52,7 +52,7 @@ impl Session {
             ClientFrame::Ping => self.send_text(protocol::pong()).await,
             ClientFrame::Auth(token) => self.reauthenticate(&token).await,
             ClientFrame::Unsubscribe(channel) => {
-                let head = self.state.realtime.hub.unsubscribe(self.link.id, channel);
+                let head = self.state.hub.unsubscribe(self.link.id, channel);
                 self.recheck_through = self.recheck_through.max(head);
                 self.replayed.remove(&channel);
                 self.started.remove(&channel);
@@ -72,7 +72,7 @@ impl Session {
             Ok(f) => f.unwrap_or_default(),
             Err(why) => return self.send_text(protocol::error("bad_filter", &why)).await,
         };
-        let hub = self.state.realtime.hub.clone();
+        let hub = self.state.hub.clone();
         let subs = hub.subscriptions(self.link.id);
         if subs.len() >= MAX_SUBSCRIPTIONS && !subs.iter().any(|s| s.channel == req.channel) {
             let msg = tr(self.lang, "too many subscriptions on this session (32)", "trop d'abonnements sur cette session (32)");
@@ -90,7 +90,7 @@ impl Session {
     /// Puts a subscription live, greets (`welcome` for the connect-time subscription,
     /// `subscribed` otherwise), then replays from `since` or asks for a resync.
     pub(super) async fn open(&mut self, sub: Arc<Subscription>, since: Option<i64>, welcome: Option<Vec<String>>) -> Result<(), Stop> {
-        let (hub, channel) = (self.state.realtime.hub.clone(), sub.channel);
+        let (hub, channel) = (self.state.hub.clone(), sub.channel);
         let prior = self.prior(channel);
         let mut head = hub.subscribe(self.link.id, sub.clone()).ok_or(Stop::Gone)?;
         // The caller checked membership before this subscription was in the hub; a revocation
@@ -169,7 +169,7 @@ impl Session {
 
     /// What the subscription being replaced on `channel` has already sent.
     fn prior(&self, channel: Channel) -> Option<Prior> {
-        let sub = self.state.realtime.hub.subscriptions(self.link.id).into_iter().find(|s| s.channel == channel)?;
+        let sub = self.state.hub.subscriptions(self.link.id).into_iter().find(|s| s.channel == channel)?;
         let from = *self.started.get(&channel)?;
         let through = self.replayed.get(&channel).map_or(self.cursor, |r| self.cursor.max(*r));
         Some(Prior { sub, from, through })
@@ -178,7 +178,7 @@ impl Session {
     /// A replay that cannot finish ends its subscription: the client resumes from `after`.
     async fn replay_failed(&mut self, channel: Channel, after: i64, err: &ApiError) -> Result<(), Stop> {
         self.replaying = None;
-        let head = self.state.realtime.hub.unsubscribe(self.link.id, channel);
+        let head = self.state.hub.unsubscribe(self.link.id, channel);
         self.recheck_through = self.recheck_through.max(head);
         self.api_error(err).await?;
         let text = serde_json::json!({"type": "unsubscribed", "payload": {"channel": channel.to_string(), "reason": "replay_failed", "cursor": after}});
@@ -196,7 +196,7 @@ impl Session {
             return self.send_text(protocol::error("token_user_mismatch", msg)).await;
         }
         if let Some(claim) = principal.tenant_claim {
-            let subs = self.state.realtime.hub.subscriptions(self.link.id);
+            let subs = self.state.hub.subscriptions(self.link.id);
             if subs.iter().any(|s| s.channel != Channel::Tenant(claim)) {
                 let msg =
                     tr(self.lang, "the new token is restricted to another tenant", "le nouveau jeton est limité à un autre locataire");
@@ -204,9 +204,9 @@ impl Session {
             }
         }
         // A fresh token is no fresh membership: every subscription is re-checked in the database.
-        for sub in self.state.realtime.hub.subscriptions(self.link.id) {
+        for sub in self.state.hub.subscriptions(self.link.id) {
             if let Err(e) = replay::enter(&self.state.db, &principal, sub.channel).await {
-                let head = self.state.realtime.hub.unsubscribe(self.link.id, sub.channel);
+                let head = self.state.hub.unsubscribe(self.link.id, sub.channel);
                 self.recheck_through = self.recheck_through.max(head);
                 self.api_error(&e).await?;
                 self.send_text(protocol::unsubscribed(sub.channel, "membership_revoked")).await?;

@@ -31,16 +31,16 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
-use crate::app::{AppState, StartError};
 use crate::auth::Principal;
-use crate::config::Settings;
-use crate::db::Db;
+use crate::core::{Core, StartError};
 
 /// How long shutdown waits for sessions to receive their close frame.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(3);
 
-/// Handle on the running realtime machinery.
+/// Handle on the running realtime machinery: the realtime feature's state. Derefs to the
+/// [`Core`] (so `state.db`, `state.jwt`, …).
 pub struct Realtime {
+    pub core: Arc<Core>,
     pub hub: Arc<hub::Hub>,
     relay: Arc<listener::ListenerState>,
     cancel: CancellationToken,
@@ -50,14 +50,14 @@ pub struct Realtime {
 }
 
 impl Realtime {
-    /// Starts the listener (its own connection, outside the pool), the hub and retention.
-    pub async fn start(settings: &Settings, app_config: tokio_postgres::Config, db: &Db) -> Result<Self, StartError> {
+    /// Creates the hub and starts the listener (its own connection, outside the pool), which
+    /// runs until `cancel` is cancelled (by `shutdown`, or when this is dropped).
+    pub async fn start(core: Arc<Core>, app_config: tokio_postgres::Config, cancel: CancellationToken) -> Result<Self, StartError> {
         let hub = Arc::new(hub::Hub::default());
-        let cancel = CancellationToken::new();
         let relay = listener::Relay::new(app_config, hub.clone(), cancel.clone());
         let state = relay.state.clone();
         relay.start().await.map_err(|e| StartError::Database(format!("realtime relay: {e}")))?;
-        retention::spawn(db.clone(), settings.event_retention, cancel.clone());
+        let settings = &core.settings;
         Ok(Self {
             hub,
             relay: state,
@@ -65,6 +65,7 @@ impl Realtime {
             next_id: AtomicU64::new(1),
             queue_capacity: settings.ws_queue_capacity,
             keepalive: settings.ws_keepalive,
+            core,
         })
     }
 
@@ -87,6 +88,13 @@ impl Realtime {
     }
 }
 
+impl std::ops::Deref for Realtime {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
 impl Drop for Realtime {
     fn drop(&mut self) {
         self.cancel.cancel();
@@ -94,15 +102,15 @@ impl Drop for Realtime {
 }
 
 /// Serves `/ws` and `/api/ws/stats`.
-pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+pub fn routes(state: Arc<Realtime>) -> BoxedFilter<(Response,)> {
     let stats = warp::path!("api" / "ws" / "stats")
         .and(warp::get())
-        .and(crate::http::filters::caller(state.clone()))
+        .and(crate::http::filters::caller(state.core.clone()))
         .and(warp::any().map({
             let state = state.clone();
             move || state.clone()
         }))
-        .then(|principal: Principal, tenant: Option<Uuid>, state: Arc<AppState>| async move {
+        .then(|principal: Principal, tenant: Option<Uuid>, state: Arc<Realtime>| async move {
             crate::http::respond(stats::handle(state, principal, tenant).await)
         });
     upgrade::route(state).or(stats).unify().boxed()

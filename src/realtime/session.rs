@@ -19,11 +19,11 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
 use warp::hyper::upgrade::Upgraded;
 
+use super::Realtime;
 use super::event::{Event, Role};
 use super::hub::{Kill, Outbound, SessionLink};
 use super::protocol::{self, close};
 use super::subscription::{Channel, Subscription};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::i18n::Lang;
 
@@ -61,7 +61,7 @@ pub(super) enum Inbound {
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 pub struct Session {
-    pub(super) state: Arc<AppState>,
+    pub(super) state: Arc<Realtime>,
     pub(super) principal: Principal,
     pub(super) lang: Lang,
     pub(super) link: Arc<SessionLink>,
@@ -84,8 +84,8 @@ pub struct Session {
 }
 
 /// Runs a session to its end. Called once the upgrade has completed.
-pub async fn run(state: Arc<AppState>, socket: Socket, admission: Admission) {
-    let rt = &state.realtime;
+pub async fn run(state: Arc<Realtime>, socket: Socket, admission: Admission) {
+    let rt = &*state;
     let id = rt.next_session_id();
     let (link, queue) = SessionLink::new(id, admission.principal.user_id, rt.queue_capacity);
     rt.hub.register(link.clone());
@@ -118,7 +118,7 @@ pub async fn run(state: Arc<AppState>, socket: Socket, admission: Admission) {
         Err(stop) => stop,
     };
     session.finish(stop).await;
-    state.realtime.hub.unregister(id);
+    state.hub.unregister(id);
     reader.abort();
 }
 
@@ -130,7 +130,7 @@ pub(super) fn deadline_of(expires_at: i64) -> tokio::time::Instant {
 
 impl Session {
     async fn serve(&mut self) -> Stop {
-        let every = self.state.realtime.keepalive;
+        let every = self.state.keepalive;
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let link = self.link.clone();
         loop {
@@ -170,7 +170,7 @@ impl Session {
     }
 
     fn still_wanted(&self, event: &Event) -> bool {
-        let subs = self.state.realtime.hub.subscriptions(self.link.id);
+        let subs = self.state.hub.subscriptions(self.link.id);
         let mut wanted = false;
         for sub in subs.iter().filter(|s| s.matches(event)) {
             if self.replayed.get(&sub.channel).is_some_and(|through| event.seq <= *through) {

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use super::Realtime;
 use super::event::Event;
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::db::TenantTx;
 use crate::error::ApiError;
@@ -69,7 +69,7 @@ impl Stats {
 
 /// `GET /api/ws/stats`: platform admins outside a tenant see every tenant and the global
 /// counters; anyone else sees the sessions of the tenant they are in, the listener and lag.
-pub async fn handle(state: Arc<AppState>, principal: Principal, tenant: Option<Uuid>) -> Result<Response, ApiError> {
+pub async fn handle(state: Arc<Realtime>, principal: Principal, tenant: Option<Uuid>) -> Result<Response, ApiError> {
     let role = {
         let mut conn = state.db.conn().await?;
         let tx = TenantTx::begin(&state.db, &mut conn, &principal, tenant).await?;
@@ -77,7 +77,7 @@ pub async fn handle(state: Arc<AppState>, principal: Principal, tenant: Option<U
         tx.commit().await?;
         ctx
     };
-    let rt = &state.realtime;
+    let rt = &*state;
     let (total, per_tenant) = rt.hub.census();
     let (listener_up, listener) = rt.listener_status();
     let lag = f64::from_bits(rt.hub.stats.lag_ms.load(Ordering::Relaxed));

@@ -12,25 +12,24 @@ use std::sync::Arc;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::{Role as WsRole, WebSocketConfig};
-use uuid::Uuid;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::hyper::upgrade::OnUpgrade;
 use warp::reply::Response;
 
+use super::Realtime;
 use super::event::Role;
 use super::protocol::MAX_INBOUND_BYTES;
 use super::session::{self, Admission};
-use crate::app::AppState;
 use crate::config::Settings;
 use crate::db::TenantTx;
 use crate::error::ApiError;
-use crate::http::filters::{auth_error, raw_query, resolve_tenant};
+use crate::http::filters::{Door, identify, raw_query};
 use crate::http::respond;
 use crate::i18n::Lang;
 
-pub fn route(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+pub fn route(state: Arc<Realtime>) -> BoxedFilter<(Response,)> {
     let with_state = warp::any().map(move || state.clone());
     warp::path!("ws")
         .and(warp::method())
@@ -38,7 +37,7 @@ pub fn route(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(raw_query())
         .and(warp::ext::optional::<OnUpgrade>())
         .and(with_state)
-        .then(|method: Method, headers: HeaderMap, query: String, on_upgrade: Option<OnUpgrade>, state: Arc<AppState>| async move {
+        .then(|method: Method, headers: HeaderMap, query: String, on_upgrade: Option<OnUpgrade>, state: Arc<Realtime>| async move {
             let ws = on_upgrade.and_then(|u| websocket_key(&method, &headers).map(|key| (key, u)));
             respond(upgrade(state, &headers, &query, ws).await)
         })
@@ -66,7 +65,7 @@ fn websocket_key(method: &Method, headers: &HeaderMap) -> Option<String> {
 }
 
 /// Answers 101 and starts the session once hyper hands the connection over.
-fn switch(state: Arc<AppState>, key: &str, on_upgrade: OnUpgrade, admission: Admission) -> Response {
+fn switch(state: Arc<Realtime>, key: &str, on_upgrade: OnUpgrade, admission: Admission) -> Response {
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
@@ -113,27 +112,13 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn upgrade(state: Arc<AppState>, headers: &HeaderMap, query: &str, ws: Option<(String, OnUpgrade)>) -> Result<Response, ApiError> {
+async fn upgrade(state: Arc<Realtime>, headers: &HeaderMap, query: &str, ws: Option<(String, OnUpgrade)>) -> Result<Response, ApiError> {
     let params = Params::parse(query);
     if let Some(refusal) = origin_refusal(&state.settings, headers) {
         return Err(refusal);
     }
-    let principal = match (header(headers, "authorization"), params.token.as_deref()) {
-        (Some(h), _) => state.jwt.verify_header(Some(h)),
-        (None, Some(token)) => state.jwt.verify(token),
-        (None, None) => state.jwt.verify_header(None),
-    }
-    .map_err(|e| auth_error(e).with_hint("Send `Authorization: Bearer <jwt>` or `?token=<jwt>`."))?;
-    let requested = match header(headers, "x-tenant-id").map(str::to_string).or(params.tenant) {
-        None => None,
-        Some(raw) => Some(Uuid::parse_str(raw.trim()).map_err(|_| {
-            ApiError::bad_request(
-                "tenant (?tenant= or X-Tenant-ID) is not a uuid",
-                "le locataire (?tenant= ou X-Tenant-ID) n'est pas un uuid",
-            )
-        })?),
-    };
-    let tenant = resolve_tenant(&principal, requested)?;
+    let requested = header(headers, "x-tenant-id").map(str::to_string).or(params.tenant);
+    let (principal, tenant) = identify(&state.jwt, Door::WebSocket, header(headers, "authorization"), params.token.as_deref(), requested)?;
     let since = match params.since.as_deref().map(str::parse::<i64>) {
         None => None,
         Some(Ok(n)) if n >= 0 => Some(n),

@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use super::errors;
 use super::request::Caller;
 use super::sql::Params;
-use crate::app::AppState;
+use super::state::RestState;
 use crate::db::TenantTx;
 use crate::error::ApiError;
 
@@ -55,7 +55,7 @@ fn exactly_one(rows: Vec<tokio_postgres::Row>) -> Result<tokio_postgres::Row, Ap
 }
 
 /// Runs a read-only `sql` returning one row, in one round trip (see `TenantTx::read_once`).
-pub async fn read_row(state: &AppState, caller: &Caller, sql: &str, params: &Params) -> Result<tokio_postgres::Row, ApiError> {
+pub async fn read_row(state: &RestState, caller: &Caller, sql: &str, params: &Params) -> Result<tokio_postgres::Row, ApiError> {
     let conn = state.db.conn().await?;
     if conn.statement_cache.size() > MAX_CACHED_STATEMENTS {
         conn.statement_cache.clear();
@@ -67,7 +67,7 @@ pub async fn read_row(state: &AppState, caller: &Caller, sql: &str, params: &Par
 
 /// Runs `sql` with `params`; `check` sees the outcome before `COMMIT` and may refuse it.
 pub async fn run(
-    state: &AppState,
+    state: &RestState,
     caller: &Caller,
     sql: &str,
     params: &Params,

@@ -12,8 +12,8 @@ use super::query::{Prefer, QueryParams, Resolution, ReturnPref};
 use super::reply::{Reply, applied, range_header, read_status, single};
 use super::request::{Media, RestRequest, window};
 use super::sql::{BodyShape, Param, Params, ReadSql};
+use super::state::RestState;
 use super::write::{Conflict, InsertSql, Returning, delete_sql, payload_columns, update_sql};
-use crate::app::AppState;
 use crate::error::ApiError;
 
 /// Refuses query parameters that make no sense for the method (rather than ignoring them).
@@ -34,7 +34,7 @@ fn refuse_params(qp: &QueryParams, method: &str, names: &[&str]) -> Result<(), A
 }
 
 /// `GET`/`HEAD /rest/{table}`.
-pub async fn read(state: &AppState, req: &RestRequest, table: &Table, head: bool) -> Result<Response, ApiError> {
+pub async fn read(state: &RestState, req: &RestRequest, table: &Table, head: bool) -> Result<Response, ApiError> {
     let qp = req.query_params()?;
     refuse_params(&qp, "GET", &["columns", "on_conflict"])?;
     let (prefer, media) = (req.prefer()?, req.media()?);
@@ -145,7 +145,7 @@ fn conflict<'t>(table: &'t Table, qp: &QueryParams, prefer: &Prefer) -> Result<O
 }
 
 /// `POST /rest/{table}`: one object or an array of objects; upsert with `resolution=`.
-pub async fn create(state: &AppState, req: &RestRequest, table: &Table) -> Result<Response, ApiError> {
+pub async fn create(state: &RestState, req: &RestRequest, table: &Table) -> Result<Response, ApiError> {
     let qp = req.query_params()?;
     refuse_params(&qp, "POST", &["filters", "order", "limit", "offset"])?;
     let (prefer, media) = (req.prefer()?, req.media()?);
@@ -204,7 +204,7 @@ fn require_filter(qp: &QueryParams, method: &str) -> Result<(), ApiError> {
 }
 
 /// `PATCH /rest/{table}?filters`: one object; soft-deleted rows are left alone.
-pub async fn update(state: &AppState, req: &RestRequest, table: &Table) -> Result<Response, ApiError> {
+pub async fn update(state: &RestState, req: &RestRequest, table: &Table) -> Result<Response, ApiError> {
     let qp = req.query_params()?;
     require_filter(&qp, "PATCH")?;
     refuse_params(&qp, "PATCH", &["order", "limit", "offset", "on_conflict"])?;
@@ -226,7 +226,7 @@ pub async fn update(state: &AppState, req: &RestRequest, table: &Table) -> Resul
 }
 
 /// `DELETE /rest/{table}?filters`: a soft delete on tables with `deleted_at`.
-pub async fn delete(state: &AppState, req: &RestRequest, table: &Table) -> Result<Response, ApiError> {
+pub async fn delete(state: &RestState, req: &RestRequest, table: &Table) -> Result<Response, ApiError> {
     let qp = req.query_params()?;
     require_filter(&qp, "DELETE")?;
     refuse_params(&qp, "DELETE", &["order", "limit", "offset", "on_conflict", "columns"])?;

@@ -5,7 +5,7 @@
 //! ([`query`], pure) → SQL text per shape ([`sql`], [`write`]) → one statement in the
 //! caller's tenant transaction ([`exec`]) → the JSON the database built, passed through
 //! ([`reply`]). `RestState` holds the catalog; [`state`] reloads it on `NOTIFY rowcast_reload`
-//! and SIGHUP. The seed's `/api/rls/*` endpoints live in [`rls`].
+//! and SIGHUP (the reloader is started by `Application::build`). The seed's `/api/rls/*` endpoints live in [`rls`].
 
 pub mod body;
 pub mod catalog;
@@ -34,33 +34,32 @@ use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use crate::app::AppState;
 use crate::auth::Principal;
+use crate::core::Core;
 use crate::error::ApiError;
 use crate::http::{filters, respond};
 use request::{Caller, RestRequest, Target};
 pub use state::RestState;
 
 /// The verified caller and requested tenant as one value (401 before any database work).
-pub fn caller_filter(state: Arc<AppState>) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
-    filters::caller(state).map(|principal: Principal, tenant: Option<Uuid>| Caller { principal, tenant })
+pub fn caller_filter(core: Arc<Core>) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
+    filters::caller(core).map(|principal: Principal, tenant: Option<Uuid>| Caller { principal, tenant })
 }
 
-/// Serves `/rest/…` and the seed endpoints `/api/rls/…`; starts the catalog reloader.
-pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    state::start_reloader(&state);
+/// Serves `/rest/…` and the seed endpoints `/api/rls/…`.
+pub fn routes(state: Arc<RestState>) -> BoxedFilter<(Response,)> {
     let rest = warp::path("rest")
         .and(warp::path::tail())
         .and(warp::method())
         .and(filters::raw_query())
         .and(warp::header::headers_cloned())
-        .and(caller_filter(state.clone()))
+        .and(caller_filter(state.core.clone()))
         .and(warp::body::stream())
         .and(warp::any().map({
             let state = state.clone();
             move || state.clone()
         }))
-        .then(|tail: warp::path::Tail, method: Method, query: String, headers: HeaderMap, caller: Caller, body, state: Arc<AppState>| async move {
+        .then(|tail: warp::path::Tail, method: Method, query: String, headers: HeaderMap, caller: Caller, body, state: Arc<RestState>| async move {
             let Some(target) = Target::parse(tail.as_str()) else {
                 return respond(Err(ApiError::not_found("no such route", "route inconnue")));
             };
@@ -92,7 +91,7 @@ fn method_not_allowed(allowed: &'static str) -> ApiError {
     .with_hint(format!("Allowed: {allowed}."))
 }
 
-async fn dispatch(state: &AppState, req: &RestRequest) -> Result<Response, ApiError> {
+async fn dispatch(state: &RestState, req: &RestRequest) -> Result<Response, ApiError> {
     match &req.target {
         Target::Root => match req.method {
             Method::GET | Method::HEAD => openapi_response(state, req.method == Method::HEAD),
@@ -103,7 +102,7 @@ async fn dispatch(state: &AppState, req: &RestRequest) -> Result<Response, ApiEr
             _ => Err(method_not_allowed("POST")),
         },
         Target::Table(name) => {
-            let catalog = state.rest.catalog();
+            let catalog = state.catalog();
             let table = catalog.table(name).ok_or_else(|| errors::table_not_found(name))?;
             match req.method {
                 Method::GET => handlers::read(state, req, table, false).await,
@@ -117,8 +116,8 @@ async fn dispatch(state: &AppState, req: &RestRequest) -> Result<Response, ApiEr
     }
 }
 
-fn openapi_response(state: &AppState, head: bool) -> Result<Response, ApiError> {
-    let catalog = state.rest.catalog();
+fn openapi_response(state: &RestState, head: bool) -> Result<Response, ApiError> {
+    let catalog = state.catalog();
     let text = catalog.openapi.get_or_init(|| openapi::document(&catalog).to_string());
     let mut response = Response::new(if head { String::new() } else { text.clone() }.into());
     response.headers_mut().insert("content-type", HeaderValue::from_static("application/openapi+json; charset=utf-8"));

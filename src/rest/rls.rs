@@ -19,7 +19,7 @@ use super::catalog::Catalog;
 use super::errors;
 use super::ident::quote_literal;
 use super::request::Caller;
-use crate::app::AppState;
+use super::state::RestState;
 use crate::db::{RequestContext, TenantTx};
 use crate::error::ApiError;
 use crate::http::{json, respond};
@@ -70,8 +70,8 @@ fn require_platform_admin(tx: &TenantTx<'_>) -> Result<(), ApiError> {
     }
 }
 
-async fn rls_test(state: &AppState, caller: &Caller, detailed: bool) -> Result<Response, ApiError> {
-    let catalog = state.rest.catalog();
+async fn rls_test(state: &RestState, caller: &Caller, detailed: bool) -> Result<Response, ApiError> {
+    let catalog = state.catalog();
     let mut conn = state.db.conn().await?;
     let tx = TenantTx::begin(&state.db, &mut conn, &caller.principal, caller.tenant).await?;
     let tables = visible(&tx, &catalog, detailed).await?;
@@ -80,7 +80,7 @@ async fn rls_test(state: &AppState, caller: &Caller, detailed: bool) -> Result<R
     Ok(json(StatusCode::OK, &body))
 }
 
-async fn rls_policies(state: &AppState, caller: &Caller) -> Result<Response, ApiError> {
+async fn rls_policies(state: &RestState, caller: &Caller) -> Result<Response, ApiError> {
     let mut conn = state.db.conn().await?;
     let tx = TenantTx::begin(&state.db, &mut conn, &caller.principal, caller.tenant).await?;
     require_platform_admin(&tx)?;
@@ -102,7 +102,7 @@ struct Impersonate {
     detailed: bool,
 }
 
-async fn impersonate(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
+async fn impersonate(state: &RestState, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let value = parse_json(body)?;
     let ask: Impersonate = serde_json::from_value(value).map_err(|e| {
         errors::bad(format!("invalid impersonation request: {e}"), format!("demande d'emprunt d'identité invalide : {e}"))
@@ -113,7 +113,7 @@ async fn impersonate(state: &AppState, caller: &Caller, body: &[u8]) -> Result<R
     {
         return Err(ApiError::forbidden("this token is restricted to another tenant", "ce jeton est limité à un autre locataire"));
     }
-    let catalog = state.rest.catalog();
+    let catalog = state.catalog();
     let mut conn = state.db.conn().await?;
     let tx = TenantTx::begin(&state.db, &mut conn, &caller.principal, caller.tenant).await?;
     require_platform_admin(&tx)?;
@@ -142,15 +142,15 @@ struct TestQuery {
 }
 
 /// `/api/rls/test`, `/api/rls/policies`, `/api/rls/impersonate`.
-pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let caller = super::caller_filter(state.clone());
+pub fn routes(state: Arc<RestState>) -> BoxedFilter<(Response,)> {
+    let caller = super::caller_filter(state.core.clone());
     let with_state = warp::any().map(move || state.clone());
     let test = warp::path!("api" / "rls" / "test")
         .and(warp::get())
         .and(caller.clone())
         .and(warp::query::<TestQuery>().or(warp::any().map(|| TestQuery { detailed: None })).unify())
         .and(with_state.clone())
-        .then(|c: Caller, q: TestQuery, s: Arc<AppState>| async move {
+        .then(|c: Caller, q: TestQuery, s: Arc<RestState>| async move {
             let detailed = q.detailed.is_some_and(|d| matches!(d.as_str(), "true" | "1" | "yes"));
             respond(rls_test(&s, &c, detailed).await)
         });
@@ -158,14 +158,14 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(caller.clone())
         .and(with_state.clone())
-        .then(|c: Caller, s: Arc<AppState>| async move { respond(rls_policies(&s, &c).await) });
+        .then(|c: Caller, s: Arc<RestState>| async move { respond(rls_policies(&s, &c).await) });
     let impersonate = warp::path!("api" / "rls" / "impersonate")
         .and(warp::post())
         .and(caller)
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
         .and(with_state)
-        .then(|c: Caller, len: Option<u64>, body, s: Arc<AppState>| async move {
+        .then(|c: Caller, len: Option<u64>, body, s: Arc<RestState>| async move {
             let result = async {
                 let bytes = read_limited(body, s.settings.max_body_bytes, len).await?;
                 impersonate(&s, &c, &bytes).await

@@ -13,7 +13,7 @@ use super::exec::{Mode, run};
 use super::reply::{Reply, single};
 use super::request::RestRequest;
 use super::sql::{Param, Params};
-use crate::app::AppState;
+use super::state::RestState;
 use crate::error::ApiError;
 
 /// The overload whose arguments fit the given keys: every key known, every argument
@@ -66,8 +66,8 @@ pub fn call_sql(f: &Function, args: &[&Arg]) -> String {
     }
 }
 
-pub async fn call(state: &AppState, req: &RestRequest, name: &str) -> Result<Response, ApiError> {
-    let catalog = state.rest.catalog();
+pub async fn call(state: &RestState, req: &RestRequest, name: &str) -> Result<Response, ApiError> {
+    let catalog = state.catalog();
     let overloads = catalog.functions(name).ok_or_else(|| errors::function_not_found(name))?;
     if !req.query.split('&').all(str::is_empty) {
         return Err(errors::bad(

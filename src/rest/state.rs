@@ -2,38 +2,46 @@
 //! (a small dedicated LISTEN connection, reconnecting with backoff) and on SIGHUP. Requests
 //! take an `Arc` of the current catalog and never wait on a reload.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_util::sync::CancellationToken;
 
 use super::catalog::{Catalog, CatalogError};
-use crate::app::{AppState, StartError};
-use crate::db::Db;
+use crate::core::{Core, StartError};
 
 /// The channel a DBA (or a migration) notifies after changing the schema.
 pub const RELOAD_CHANNEL: &str = "rowcast_reload";
 
-/// What the REST layer keeps between requests.
+/// What the REST layer keeps between requests: the REST feature's state. Derefs to the
+/// [`Core`] (so `state.db`, `state.settings`, …).
 pub struct RestState {
+    pub core: Arc<Core>,
     catalog: RwLock<Arc<Catalog>>,
-    reloader_started: AtomicBool,
+}
+
+impl std::ops::Deref for RestState {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
 }
 
 impl RestState {
     /// Reads the catalog through the pool (as the serving role).
-    pub async fn load(db: &Db) -> Result<Self, StartError> {
-        let conn = db.conn().await.map_err(|e| StartError::Database(e.message))?;
+    pub async fn load(core: Arc<Core>) -> Result<Self, StartError> {
+        let conn = core.db.conn().await.map_err(|e| StartError::Database(e.message))?;
         let catalog = Catalog::load(&conn).await.map_err(|e| StartError::Database(e.to_string()))?;
+        drop(conn);
         tracing::info!(tables = catalog.tables.len(), functions = catalog.functions.len(), "REST catalog loaded");
-        Ok(Self::with_catalog(catalog))
+        Ok(Self::with_catalog(core, catalog))
     }
 
-    pub fn with_catalog(catalog: Catalog) -> Self {
-        Self { catalog: RwLock::new(Arc::new(catalog)), reloader_started: AtomicBool::new(false) }
+    pub fn with_catalog(core: Arc<Core>, catalog: Catalog) -> Self {
+        Self { core, catalog: RwLock::new(Arc::new(catalog)) }
     }
 
     /// The current catalog.
@@ -46,25 +54,16 @@ impl RestState {
     }
 }
 
-/// Starts the reload task once per application (`routes` calls this: it is the first place
-/// that has both the settings and the shared state).
-pub fn start_reloader(state: &Arc<AppState>) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        tracing::warn!("REST catalog reload not started: routes built outside a Tokio runtime");
-        return;
-    };
-    if state.rest.reloader_started.swap(true, Ordering::SeqCst) {
-        return;
-    }
-    let mut config = match state.settings.app_pg_config() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "REST catalog reload disabled: no database settings");
-            return;
+/// Starts the reload task (`Application::build` calls this once); it stops when `stop` is
+/// cancelled or the state is dropped. `config` is the serving role's, on a connection of its own.
+pub fn spawn_reloader(state: &Arc<RestState>, config: tokio_postgres::Config, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let state = Arc::downgrade(state);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = reload_loop(config, state) => {}
         }
-    };
-    config.application_name("rowcast-rest-reload");
-    runtime.spawn(reload_loop(config, Arc::downgrade(state)));
+    })
 }
 
 /// Connects, LISTENs, and forwards reload notifications; the receiver ends when the
@@ -91,12 +90,12 @@ async fn listen(config: &tokio_postgres::Config) -> Result<(tokio_postgres::Clie
     Ok((client, rx))
 }
 
-async fn reload(state: &Weak<AppState>, client: &tokio_postgres::Client, why: &str) -> bool {
+async fn reload(state: &Weak<RestState>, client: &tokio_postgres::Client, why: &str) -> bool {
     let Some(state) = state.upgrade() else { return false };
     match Catalog::load(client).await {
         Ok(catalog) => {
             tracing::info!(tables = catalog.tables.len(), functions = catalog.functions.len(), why, "REST catalog reloaded");
-            state.rest.replace(catalog);
+            state.replace(catalog);
             state.db.pool().manager().statement_caches.clear();
         }
         Err(CatalogError::Db(e)) => tracing::warn!(error = %e, "REST catalog reload failed; keeping the previous one"),
@@ -114,7 +113,7 @@ async fn hangup(signal: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
-async fn reload_loop(config: tokio_postgres::Config, state: Weak<AppState>) {
+async fn reload_loop(config: tokio_postgres::Config, state: Weak<RestState>) {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut backoff = Duration::from_millis(100);
     let (mut first, mut failures) = (true, 0u32);

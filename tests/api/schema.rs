@@ -1299,11 +1299,12 @@ async fn every_named_constraint_a_client_can_trip_has_a_message() {
     // Not trippable by a client: RLS refuses another tenant's tenant_id first, the primary key
     // fires before (tenant_id, id), and the counters guard before campaigns_counts_check.
     let unreachable = |n: &str| n.ends_with("_tenant_id_fkey") || n.ends_with("_tenant_id_id_key") || n == "campaigns_counts_check";
-    let unmapped: Vec<&String> = ours.iter().filter(|n| !unreachable(n) && rowcast::db::constraints::lookup(n).is_none()).collect();
+    let unmapped: Vec<&String> = ours.iter().filter(|n| !unreachable(n) && rowcast::error::constraints::lookup(n).is_none()).collect();
     assert!(unmapped.is_empty(), "constraints without a client message in src/db/constraints.rs: {unmapped:?}");
     let everything =
         names(&owner, "SELECT conname::text FROM pg_constraint UNION ALL SELECT relname::text FROM pg_class WHERE relkind = 'i'").await;
-    let stale: Vec<&str> = rowcast::db::constraints::all().iter().map(|c| c.name).filter(|n| !everything.iter().any(|e| e == n)).collect();
+    let stale: Vec<&str> =
+        rowcast::error::constraints::all().iter().map(|c| c.name).filter(|n| !everything.iter().any(|e| e == n)).collect();
     assert!(stale.is_empty(), "mapped constraints that do not exist: {stale:?}");
 }
 

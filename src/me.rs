@@ -10,8 +10,8 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use crate::app::AppState;
 use crate::auth::Principal;
+use crate::core::Core;
 use crate::db::TenantTx;
 use crate::error::ApiError;
 use crate::http::{filters, json, respond};
@@ -21,17 +21,17 @@ const ME: &str = "SELECT u.id, u.email, u.name, t.id, t.name
                     LEFT JOIN public.tenants t ON t.id = app.current_tenant_id()
                    WHERE u.id = app.current_user_id()";
 
-pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+pub fn routes(state: Arc<Core>) -> BoxedFilter<(Response,)> {
     let caller = filters::caller(state.clone());
     warp::path!("api" / "me")
         .and(warp::get())
         .and(caller)
         .and(warp::any().map(move || state.clone()))
-        .then(|p: Principal, t: Option<Uuid>, s: Arc<AppState>| async move { respond(me(&s, &p, t).await) })
+        .then(|p: Principal, t: Option<Uuid>, s: Arc<Core>| async move { respond(me(&s, &p, t).await) })
         .boxed()
 }
 
-async fn me(state: &AppState, principal: &Principal, tenant: Option<Uuid>) -> Result<Response, ApiError> {
+async fn me(state: &Core, principal: &Principal, tenant: Option<Uuid>) -> Result<Response, ApiError> {
     let mut conn = state.db.conn().await?;
     let tx = TenantTx::begin(&state.db, &mut conn, principal, tenant).await?;
     let stmt = tx.prepare_cached(ME).await?;

@@ -9,23 +9,23 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use crate::app::AppState;
 use crate::auth::Principal;
+use crate::core::Core;
 use crate::db::TenantTx;
 use crate::error::ApiError;
 use crate::http::{filters, json, respond};
 
-pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+pub fn routes(state: Arc<Core>) -> BoxedFilter<(Response,)> {
     let caller = filters::caller(state.clone());
     warp::path!("api" / "performance" / "stats")
         .and(warp::get())
         .and(caller)
         .and(warp::any().map(move || state.clone()))
-        .then(|p: Principal, t: Option<Uuid>, s: Arc<AppState>| async move { respond(stats(&s, &p, t).await) })
+        .then(|p: Principal, t: Option<Uuid>, s: Arc<Core>| async move { respond(stats(&s, &p, t).await) })
         .boxed()
 }
 
-async fn stats(state: &AppState, principal: &Principal, tenant: Option<Uuid>) -> Result<Response, ApiError> {
+async fn stats(state: &Core, principal: &Principal, tenant: Option<Uuid>) -> Result<Response, ApiError> {
     if principal.tenant_claim.is_some() {
         return Err(ApiError::forbidden(
             "a token restricted to one tenant cannot read platform-wide statistics",
@@ -43,7 +43,7 @@ async fn stats(state: &AppState, principal: &Principal, tenant: Option<Uuid>) ->
         }
         tx.commit().await?;
     }
-    let mut body = crate::ops::stats::snapshot();
+    let mut body = state.stats.snapshot();
     let pool = state.db.pool().status();
     body["pool"] = serde_json::json!({"size": pool.size, "available": pool.available, "waiting": pool.waiting, "maxSize": pool.max_size});
     Ok(json(StatusCode::OK, &body))
