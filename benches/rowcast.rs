@@ -1,4 +1,4 @@
-//! The benchmark command: `cargo bench --bench rowcast -- [rest] [postgraphile] [latency] [fanout] [--seconds N] [--clients N]`.
+//! The benchmark command: `cargo bench --bench rowcast -- [rest] [postgraphile] [capture] [neighbour] [latency] [fanout] [--seconds N] [--clients N]`.
 //!
 //! Starts a private cluster, migrates and seeds it, runs the real server in-process, drives
 //! it over HTTP, and runs `pgbench` with the identical transaction (BEGIN, app.begin_request,
@@ -14,6 +14,8 @@ use rowcast::config::{Env, Settings};
 use rowcast::db::embedded::{EmbeddedCluster, find_bindir, start_ephemeral};
 use uuid::Uuid;
 
+#[path = "rowcast/capture.rs"]
+mod capture;
 #[path = "rowcast/realtime.rs"]
 mod realtime;
 #[path = "rowcast/wrk.rs"]
@@ -45,7 +47,7 @@ fn options() -> Options {
         }
     }
     if opts.suites.is_empty() {
-        opts.suites = vec!["rest".into(), "postgraphile".into(), "latency".into(), "fanout".into()];
+        opts.suites = ["rest", "postgraphile", "capture", "neighbour", "latency", "fanout"].map(String::from).to_vec();
     }
     opts
 }
@@ -422,7 +424,9 @@ fn main() -> anyhow::Result<()> {
                 "postgraphile" => postgraphile_suite(&cluster, &opts).await?,
                 "latency" => realtime::latency_suite(&cluster, &opts).await?,
                 "fanout" => realtime::fanout_suite(&cluster, &opts).await?,
-                other => anyhow::bail!("unknown suite `{other}` (known: rest, postgraphile, latency, fanout)"),
+                "capture" => capture::capture_suite(&cluster, &opts).await?,
+                "neighbour" => capture::neighbour_suite(&cluster, &opts).await?,
+                other => anyhow::bail!("unknown suite `{other}` (known: rest, postgraphile, capture, neighbour, latency, fanout)"),
             }
         }
         Ok(())
