@@ -7,14 +7,12 @@ use std::sync::Arc;
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
-use warp::{Filter, Rejection};
+use warp::{Filter, Rejection, Reply};
 
 use super::AppState;
 use crate::error::ApiError;
 use crate::http::filters::{self, RequestMeta};
 use crate::stats::Stats;
-
-use warp::Reply;
 
 /// Request headers a PostgREST/Supabase browser client sends.
 const CORS_HEADERS: &[&str] = &[

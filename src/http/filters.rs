@@ -156,3 +156,44 @@ pub fn caller(core: Arc<Core>) -> impl Filter<Extract = (Principal, Option<Uuid>
         })
         .untuple_one()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{JwtKey, JwtSettings};
+    use crate::secret::Secret;
+
+    fn jwt() -> JwtVerifier {
+        let key = JwtKey::Hs256(Secret::new(b"0123456789abcdef0123456789abcdef".to_vec()));
+        JwtVerifier::new(&JwtSettings { key, audience: "rowcast".into(), issuer: None }).unwrap()
+    }
+
+    fn token(jwt: &JwtVerifier, user: Uuid, tenant: Option<Uuid>) -> String {
+        jwt.mint(user, tenant, std::time::Duration::from_secs(60)).unwrap()
+    }
+
+    #[test]
+    fn the_header_wins_over_a_query_token_which_is_used_alone_otherwise() {
+        let (jwt, header_user, query_user) = (jwt(), Uuid::new_v4(), Uuid::new_v4());
+        let header = format!("Bearer {}", token(&jwt, header_user, None));
+        let query = token(&jwt, query_user, None);
+        assert_eq!(authenticate(&jwt, Some(&header), Some(&query)).unwrap().user_id, header_user);
+        assert_eq!(authenticate(&jwt, None, Some(&query)).unwrap().user_id, query_user);
+        assert!(matches!(authenticate(&jwt, None, None), Err(AuthError::Missing)));
+        assert!(matches!(authenticate(&jwt, Some("Bearer nope"), Some(&query)), Err(AuthError::Invalid(_))), "a bad header is not rescued");
+    }
+
+    #[test]
+    fn every_door_refuses_in_the_same_order_401_then_400_then_403() {
+        let (jwt, user, claim, other) = (jwt(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let header = format!("Bearer {}", token(&jwt, user, Some(claim)));
+        for door in [Door::Http, Door::WebSocket] {
+            let status = |r: Result<_, ApiError>| r.map(|_| 200).unwrap_or_else(|e| e.status.as_u16());
+            assert_eq!(status(identify(&jwt, door, None, None, Some("not-a-uuid".into()))), 401);
+            assert_eq!(status(identify(&jwt, door, Some(&header), None, Some("not-a-uuid".into()))), 400);
+            assert_eq!(status(identify(&jwt, door, Some(&header), None, Some(other.to_string()))), 403);
+            let (principal, tenant) = identify(&jwt, door, Some(&header), None, None).unwrap();
+            assert_eq!((principal.user_id, tenant), (user, Some(claim)), "the claim is the tenant when none is asked for");
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! The unmodified JavaScript clients (`tests/clients/*.test.mjs`) against a real server.
 
+use crate::helpers::rest::setup;
 use crate::node::run_node_tests;
-use crate::rest::setup;
 
 #[tokio::test]
 async fn postgrest_js_reads_and_writes_flat_rows_unchanged() {

@@ -4,6 +4,7 @@
 mod helpers;
 mod node;
 
+mod app;
 mod auth;
 mod cli;
 mod clients;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::base_env;
-use crate::realtime::{WsClient, add_contact, add_contact_with, connect, setup, ws_url};
+use crate::helpers::ws::{WsClient, add_contact, add_contact_with, connect, setup, ws_url};
 
 fn ids(events: &[Value]) -> Vec<Uuid> {
     events.iter().map(|e| serde_json::from_value(e["payload"]["id"].clone()).expect("row id")).collect()
@@ -172,7 +172,7 @@ async fn two_servers_on_one_database_both_deliver_to_their_own_sessions() {
     tokio::spawn(second.run_until_stopped());
 
     let mut on_first = connect(&app, w.user_a, Some(w.tenant_a)).await;
-    let mut on_second = crate::realtime::connect_port(port, &app.token_for(w.user_a, Some(w.tenant_a)), Some(w.tenant_a)).await;
+    let mut on_second = crate::helpers::ws::connect_port(port, &app.token_for(w.user_a, Some(w.tenant_a)), Some(w.tenant_a)).await;
     let mut written = Vec::new();
     for _ in 0..5 {
         written.push(add_contact(&owner, w.tenant_a).await);

@@ -9,8 +9,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use uuid::Uuid;
 
+use crate::helpers::ws::{WsClient, add_contact, add_contact_with, connect, connect_port, relay_caught_up, setup, ws_url};
 use crate::helpers::{World, spawn_app_with};
-use crate::realtime::{WsClient, add_contact, add_contact_with, connect, connect_port, setup, ws_url};
 
 /// Tries an upgrade with extra headers; returns the HTTP status of a refusal and its body.
 async fn refused(url: &str, headers: &[(&'static str, &str)]) -> (u16, Value) {
@@ -115,6 +115,7 @@ async fn a_slow_consumer_is_cut_with_lagging_while_others_continue() {
     let app = spawn_app_with(|v| v.push(("ROWCAST_WS_QUEUE_CAPACITY".into(), "8".into()))).await;
     let owner = app.db.owner().await;
     let w = World::create(&owner).await;
+    relay_caught_up(&app, &owner).await;
     let token = app.token_for(w.user_a, Some(w.tenant_a));
     // The slow reader: a tiny receive window, and it stops reading after the welcome.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -220,7 +221,7 @@ async fn keepalive_pings_reach_the_client() {
     let mut client = connect(&app, w.user_a, Some(w.tenant_a)).await;
     use futures::StreamExt;
     loop {
-        match tokio::time::timeout(crate::realtime::WAIT, client.ws.next()).await.expect("a ping in time") {
+        match tokio::time::timeout(crate::helpers::ws::WAIT, client.ws.next()).await.expect("a ping in time") {
             Some(Ok(Message::Ping(_))) => break,
             Some(Ok(_)) => continue,
             other => panic!("socket ended: {other:?}"),

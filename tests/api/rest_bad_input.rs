@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::rest::{Api, Resp, contact, count, setup};
+use crate::helpers::rest::{Api, Resp, contact, count, setup};
 
 struct Case {
     what: &'static str,

@@ -5,7 +5,7 @@
 
 use tokio::process::Command;
 
-use crate::rest::setup;
+use crate::helpers::rest::setup;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/postgrest_py.py");
 

@@ -5,7 +5,7 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::rest::{Api, REPRESENTATION, SINGULAR, contact, count, setup};
+use crate::helpers::rest::{Api, REPRESENTATION, SINGULAR, contact, count, setup};
 
 #[tokio::test]
 async fn tenant_a_reading_tenant_b_ids_gets_nothing() {
@@ -131,7 +131,7 @@ async fn an_rpc_cannot_reach_another_tenants_rows() {
 async fn seed_tenant_b(app: &crate::helpers::TestApp, w: &crate::helpers::World) {
     let b = Api::new(app, w.user_b, Some(w.tenant_b));
     let one = [REPRESENTATION, SINGULAR];
-    let id = |r: crate::rest::Resp| r.expect(201).json()["id"].clone();
+    let id = |r: crate::helpers::rest::Resp| r.expect(201).json()["id"].clone();
     let c1 = id(b.post("/rest/contacts", json!({"phone": "+15550000091", "first_name": "B1"}), &one).await);
     let c2 = id(b.post("/rest/contacts", json!({"phone": "+15550000092", "first_name": "B2"}), &one).await);
     let group = id(b.post("/rest/groups", json!({"name": "B group"}), &one).await);

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::rest::{Api, REPRESENTATION, SINGULAR, contact, count, setup};
+use crate::helpers::rest::{Api, REPRESENTATION, SINGULAR, contact, count, setup};
 
 /// A group with two contacts, a template and a draft campaign in tenant A; gives the campaign id.
 async fn draft_campaign(api: &Api<'_>, owner: &tokio_postgres::Client, tenant: uuid::Uuid) -> String {

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::rest::{Api, REPRESENTATION, SINGULAR, contact, count, field, setup};
+use crate::helpers::rest::{Api, REPRESENTATION, SINGULAR, contact, count, field, setup};
 
 #[tokio::test]
 async fn post_of_one_object_answers_201_without_a_body_by_default() {

@@ -1,6 +1,9 @@
 //! Test harness: one private PostgreSQL cluster per test process, a migrated template
 //! database, a fresh database cloned from it per test, and the real server on port 0.
 
+pub mod rest;
+pub mod ws;
+
 use std::time::Duration;
 
 use rowcast::app::Application;
