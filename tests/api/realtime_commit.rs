@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
 
-use crate::realtime::{add_contact, add_webhook, connect, setup, types};
+use crate::helpers::ws::{add_contact, add_webhook, connect, setup, types};
 
 const BULK: &str = "INSERT INTO contacts (tenant_id, phone, first_name)
                     SELECT $1, '+3361' || lpad(i::text, 8, '0'), 'Bulk' FROM generate_series(1, $2::int) i";
