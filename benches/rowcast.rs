@@ -1,4 +1,4 @@
-//! The benchmark command: `cargo bench --bench rowcast -- [rest] [postgraphile] [latency] [fanout] [embed] [webhooks] [limits] [--seconds N] [--clients N]`.
+//! The benchmark command: `cargo bench --bench rowcast -- [rest] [postgraphile] [capture] [neighbour] [latency] [fanout] [embed] [webhooks] [limits] [--seconds N] [--clients N]`.
 //!
 //! Starts a private cluster, migrates and seeds it, runs the real server in-process, drives
 //! it over HTTP, and runs `pgbench` with the identical transaction (BEGIN, app.begin_request,
@@ -18,6 +18,8 @@ use uuid::Uuid;
 mod embed;
 #[path = "rowcast/limits.rs"]
 mod limits;
+#[path = "rowcast/capture.rs"]
+mod capture;
 #[path = "rowcast/realtime.rs"]
 mod realtime;
 #[path = "rowcast/webhooks.rs"]
@@ -51,7 +53,7 @@ fn options() -> Options {
         }
     }
     if opts.suites.is_empty() {
-        opts.suites = vec!["rest".into(), "postgraphile".into(), "latency".into(), "fanout".into(), "embed".into(), "webhooks".into()];
+        opts.suites = ["rest", "postgraphile", "capture", "neighbour", "latency", "fanout", "embed", "webhooks", "limits"].map(String::from).to_vec();
     }
     opts
 }
@@ -441,7 +443,9 @@ fn main() -> anyhow::Result<()> {
                 "embed" => embed::embed_suite(&cluster, &opts).await?,
                 "webhooks" => webhooks::webhooks_suite(&cluster, &opts).await?,
                 "limits" => limits::limits_suite(&cluster, &opts).await?,
-                other => anyhow::bail!("unknown suite `{other}` (known: rest, postgraphile, latency, fanout, embed, webhooks, limits)"),
+                "capture" => capture::capture_suite(&cluster, &opts).await?,
+                "neighbour" => capture::neighbour_suite(&cluster, &opts).await?,
+                other => anyhow::bail!("unknown suite `{other}` (known: rest, postgraphile, capture, neighbour, latency, fanout, embed, webhooks, limits)"),
             }
         }
         Ok(())

@@ -45,12 +45,16 @@ impl Role {
     }
 }
 
-/// What a `rowcast_events` notification carries.
+/// What a `rowcast_events` notification carries: one notification per transaction
+/// (`app.rowcast_flush`, migration V60), whose events have the consecutive seqs `first..=seq`.
 #[derive(Debug)]
 pub enum Notice {
-    /// The whole event.
+    /// A transaction with one event, whole.
     Full(Box<Event>),
-    /// A large row: only the seq; the relay reads the event back from `app.events`.
+    /// A transaction's events, whole, in seq order (`first` to `last`, consecutive).
+    Batch { first: i64, last: i64, events: Vec<Event> },
+    /// Too large to carry (a large row, or many events): only the range's last seq; the
+    /// relay reads the events back from `app.events`.
     Stub { seq: i64 },
 }
 
@@ -60,6 +64,8 @@ struct Wire {
     tenant_id: Option<Uuid>,
     #[serde(default)]
     big: bool,
+    first: Option<i64>,
+    events: Option<Vec<Wire>>,
     #[serde(rename = "type")]
     kind: Option<String>,
     table: Option<String>,
@@ -108,12 +114,23 @@ impl Notice {
         if wire.big {
             return Ok(Notice::Stub { seq: wire.seq });
         }
+        if let Some(events) = wire.events {
+            let (first, last) = (wire.first.unwrap_or(wire.seq), wire.seq);
+            let events = events.into_iter().map(Event::from_wire).collect::<Result<Vec<_>, _>>()?;
+            let consecutive = events.iter().zip(first..).all(|(e, seq)| e.seq == seq) && first + events.len() as i64 - 1 == last;
+            if !consecutive {
+                return Err(format!("batch {first}..={last} does not hold its consecutive events"));
+            }
+            return Ok(Notice::Batch { first, last, events });
+        }
         Event::from_wire(wire).map(|e| Notice::Full(Box::new(e)))
     }
 
+    /// The last seq the notification announces.
     pub fn seq(&self) -> i64 {
         match self {
             Notice::Full(e) => e.seq,
+            Notice::Batch { last, .. } => *last,
             Notice::Stub { seq } => *seq,
         }
     }
@@ -124,6 +141,7 @@ impl Event {
     pub fn decode(json: &str) -> Result<Event, String> {
         match Notice::decode(json)? {
             Notice::Full(e) => Ok(*e),
+            Notice::Batch { first, last, .. } => Err(format!("events {first}..={last} came back as a batch")),
             Notice::Stub { seq } => Err(format!("event {seq} came back as a stub")),
         }
     }
@@ -214,5 +232,24 @@ mod tests {
         assert!(matches!(Notice::decode(r#"{"seq": 9, "tenant_id": null, "big": true}"#), Ok(Notice::Stub { seq: 9 })));
         assert!(Notice::decode("not json").is_err());
         assert!(Notice::decode(r#"{"seq": 9}"#).is_err());
+        // A range stub (V60): the relay reads up to its last seq.
+        assert!(matches!(Notice::decode(r#"{"seq": 12, "first": 3, "tenant_id": null, "big": true}"#), Ok(Notice::Stub { seq: 12 })));
+    }
+
+    #[test]
+    fn batches_decode_in_order_and_must_be_consecutive() {
+        let one = |seq: i64, kind: &str| {
+            format!(
+                r#"{{"seq": {seq}, "tenant_id": null, "type": "{kind}", "table": "campaigns", "op": "UPDATE", "row": {{}}, "old": null,
+                   "audience": ["platform_admin"], "created_at": "2026-01-02T03:04:05.000006Z"}}"#
+            )
+        };
+        let batch =
+            format!(r#"{{"seq": 8, "first": 7, "events": [{}, {}]}}"#, one(7, "campaign_updated"), one(8, "campaign_status_changed"));
+        let Ok(Notice::Batch { first: 7, last: 8, events }) = Notice::decode(&batch) else { panic!("not a batch") };
+        assert_eq!(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["campaign_updated", "campaign_status_changed"]);
+        let holed = format!(r#"{{"seq": 9, "first": 7, "events": [{}, {}]}}"#, one(7, "a"), one(9, "b"));
+        assert!(Notice::decode(&holed).is_err());
+        assert!(Event::decode(&batch).is_err(), "relay rows are single events");
     }
 }

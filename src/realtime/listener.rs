@@ -1,12 +1,14 @@
 //! The relay: one dedicated connection (outside the pool) that LISTENs on `rowcast_events`
 //! and feeds the hub in seq order.
 //!
-//! - Notifications carry the event, or a `{seq, big}` stub that is read back from
-//!   `app.events` through `app.relay_events_since` (which also batches: one query brings
-//!   every committed event after the last one delivered).
-//! - A notification whose seq is not `last + 1` (a hole: a lost notification, or a seq
-//!   drawn by a transaction that then failed) is preceded by the same read, so events reach
-//!   the hub in order and nothing committed is skipped.
+//! - One notification per committing transaction (migration V60): its event, its events as
+//!   a batch `{seq: last, first, events}`, or — too large to carry — a `{seq: last, first,
+//!   big}` range stub that is read back from `app.events` through `app.relay_events_since`
+//!   (which also batches: one query brings every committed event after the last one
+//!   delivered).
+//! - A notification that does not start at `last + 1` (a hole: a lost notification, or a
+//!   seq range drawn by a transaction that then failed) is preceded by the same read, so
+//!   events reach the hub in order and nothing committed is skipped.
 //! - When the connection drops (`pg_terminate_backend`, database restart, network), the
 //!   relay reports itself down, reconnects with exponential backoff (capped at 2 s),
 //!   re-LISTENs, then fills the hole from `app.events` before resuming live delivery;
@@ -172,10 +174,14 @@ impl Relay {
         let seq = notice.seq();
         match notice {
             _ if seq <= *last => Ok(()),
-            // Membership and user events end subscriptions and sessions: their body is always
-            // read back from app.events, never taken from a notification anyone connected could send.
-            Notice::Full(event) if seq == *last + 1 && !matches!(event.table.as_str(), "memberships" | "users") => {
+            Notice::Full(event) if seq == *last + 1 && trusted_from_notification(&event) => {
                 self.deliver(last, *event);
+                Ok(())
+            }
+            Notice::Batch { first, events, .. } if first == *last + 1 && events.iter().all(trusted_from_notification) => {
+                for event in events {
+                    self.deliver(last, event);
+                }
                 Ok(())
             }
             _ => self.fill(client, last, Some(seq)).await,
@@ -207,6 +213,12 @@ impl Relay {
         self.hub.stats.received();
         self.hub.publish(Arc::new(event));
     }
+}
+
+/// Membership and user events end subscriptions and sessions: their body is always read back
+/// from app.events, never taken from a notification anyone connected could send.
+fn trusted_from_notification(event: &Event) -> bool {
+    !matches!(event.table.as_str(), "memberships" | "users")
 }
 
 async fn probe_queue(client: &Client) -> Result<(), String> {

@@ -84,7 +84,7 @@ mod tests {
         );
         match Notice::decode(&json).unwrap() {
             Notice::Full(e) => *e,
-            Notice::Stub { .. } => unreachable!(),
+            Notice::Batch { .. } | Notice::Stub { .. } => unreachable!(),
         }
     }
 

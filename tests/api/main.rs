@@ -15,6 +15,7 @@ mod isolation;
 mod limits;
 mod quotas;
 mod realtime;
+mod realtime_commit;
 mod realtime_delivery;
 mod realtime_faults;
 mod realtime_phoenix;
