@@ -14,12 +14,12 @@ use rowcast::config::{Env, Settings};
 use rowcast::db::embedded::{EmbeddedCluster, find_bindir, start_ephemeral};
 use uuid::Uuid;
 
+#[path = "rowcast/capture.rs"]
+mod capture;
 #[path = "rowcast/embed.rs"]
 mod embed;
 #[path = "rowcast/limits.rs"]
 mod limits;
-#[path = "rowcast/capture.rs"]
-mod capture;
 #[path = "rowcast/realtime.rs"]
 mod realtime;
 #[path = "rowcast/webhooks.rs"]
@@ -53,7 +53,8 @@ fn options() -> Options {
         }
     }
     if opts.suites.is_empty() {
-        opts.suites = ["rest", "postgraphile", "capture", "neighbour", "latency", "fanout", "embed", "webhooks", "limits"].map(String::from).to_vec();
+        opts.suites =
+            ["rest", "postgraphile", "capture", "neighbour", "latency", "fanout", "embed", "webhooks", "limits"].map(String::from).to_vec();
     }
     opts
 }
@@ -445,7 +446,9 @@ fn main() -> anyhow::Result<()> {
                 "limits" => limits::limits_suite(&cluster, &opts).await?,
                 "capture" => capture::capture_suite(&cluster, &opts).await?,
                 "neighbour" => capture::neighbour_suite(&cluster, &opts).await?,
-                other => anyhow::bail!("unknown suite `{other}` (known: rest, postgraphile, capture, neighbour, latency, fanout, embed, webhooks, limits)"),
+                other => anyhow::bail!(
+                    "unknown suite `{other}` (known: rest, postgraphile, capture, neighbour, latency, fanout, embed, webhooks, limits)"
+                ),
             }
         }
         Ok(())

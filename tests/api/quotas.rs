@@ -371,3 +371,24 @@ async fn the_dba_script_shows_a_tenants_limits_and_usage() {
     assert_eq!(&cells[..7], ["Tenant A", "contacts", "4", "lifetime", "hard", "2", "2"], "{line}");
     assert!(!out.contains("Tenant B"), "only the tenant asked for: {out}");
 }
+
+#[tokio::test]
+async fn metered_usages_rows_are_not_captured_as_events_but_custom_metrics_are() {
+    let mut q = Quotas::new().await;
+    let (a, admin) = (q.w.tenant_a, q.w.admin_a);
+    q.plan(&[a], "contacts", 5, "lifetime", true).await;
+    let usage_events = "SELECT type, \"row\" ->> 'metric' FROM app.events WHERE table_name = 'usages' ORDER BY seq";
+    q.contact(admin, a).await.unwrap();
+    q.contact(admin, a).await.unwrap();
+    assert_eq!(q.usage(a, "contacts").await, 2);
+    let seen = q.owner.query(usage_events, &[]).await.unwrap();
+    assert!(seen.is_empty(), "metered rows are written by the triggers, not captured: {} events", seen.len());
+
+    // The twin: a custom metric's row is captured, insert and update.
+    q.commit(admin, a, "INSERT INTO usages (metric, quantity) VALUES ('sms_segments', 3)").await.unwrap();
+    q.commit(admin, a, "UPDATE usages SET quantity = 4 WHERE metric = 'sms_segments'").await.unwrap();
+    let seen: Vec<(String, Option<String>)> =
+        q.owner.query(usage_events, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    let custom = Some("sms_segments".to_string());
+    assert_eq!(seen, vec![("usage_created".to_string(), custom.clone()), ("usage_updated".to_string(), custom)]);
+}
