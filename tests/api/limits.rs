@@ -314,3 +314,88 @@ async fn a_tenant_saturating_its_share_of_the_pool_leaves_room_for_another_tenan
     statuses.sort_unstable();
     assert_eq!(statuses, [204, 204, 429, 429], "two within A's cap, two over it");
 }
+
+/// Opens the Phoenix endpoint (serializer 2.0.0) with `apikey`; `Err` carries a refused
+/// upgrade's status and body.
+async fn phx_open(app: &TestApp, apikey: &str) -> Result<PhxSocket, (u16, Value)> {
+    let url = format!("ws://127.0.0.1:{}/realtime/v1/websocket?vsn=2.0.0&apikey={apikey}", app.port);
+    match tokio_tungstenite::connect_async(url).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp.body().as_ref().map(|b| serde_json::from_slice(b).unwrap_or(Value::Null)).unwrap_or(Value::Null);
+            Err((resp.status().as_u16(), body))
+        }
+        Err(e) => panic!("upgrade failed: {e}"),
+    }
+}
+
+type PhxSocket = tokio_tungstenite::WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn phx_push(ws: &mut PhxSocket, topic: &str, event: &str, payload: Value) {
+    ws.send(Message::text(json!(["1", "1", topic, event, payload]).to_string())).await.expect("send");
+}
+
+/// The next `phx_reply` (other frames skipped); `None` when the socket closes first, with its close code.
+async fn phx_reply(ws: &mut PhxSocket) -> Result<Value, u16> {
+    use futures::StreamExt;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a frame in time") {
+            Some(Ok(Message::Text(t))) => {
+                let frame: Value = serde_json::from_str(&t).expect("JSON frames");
+                if frame[3] == "phx_reply" {
+                    return Ok(frame[4].clone());
+                }
+            }
+            Some(Ok(Message::Close(frame))) => return Err(frame.map_or(0, |f| u16::from(f.code))),
+            Some(Ok(_)) => continue,
+            _ => return Err(0),
+        }
+    }
+}
+
+#[tokio::test]
+async fn phoenix_sessions_count_against_the_users_slots_whether_identified_at_upgrade_or_at_join() {
+    let (app, w) = app_with(&[("ROWCAST_WS_MAX_SESSIONS_PER_USER", "2")]).await;
+    let token_a = app.token_for(w.user_a, Some(w.tenant_a));
+    let _first = phx_open(&app, &token_a).await.expect("first session");
+    let _second = ws_from(&app, 1, w.user_a).await.expect("a /ws session shares the same slots");
+    let refused = phx_open(&app, &token_a).await.err().expect("a third concurrent session");
+    assert_eq!(scope_of(&refused), "ws_sessions");
+
+    // A project anon key identifies no one: the slot is taken by the join's access_token.
+    let mut anon = phx_open(&app, "anon-key").await.expect("the upgrade itself is not a session of anyone");
+    phx_push(&mut anon, "realtime:room", "phx_join", json!({"config": {}, "access_token": token_a})).await;
+    let reply = phx_reply(&mut anon).await.expect("an error reply, not a close");
+    assert_eq!(reply["status"], "error", "{reply}");
+    assert!(reply["response"]["reason"].as_str().unwrap_or_default().contains("too many"), "{reply}");
+
+    // The twin: another user has slots of their own.
+    let mut other = phx_open(&app, "anon-key").await.unwrap();
+    let token_b = app.token_for(w.user_b, Some(w.tenant_b));
+    phx_push(&mut other, "realtime:room", "phx_join", json!({"config": {}, "access_token": token_b})).await;
+    assert_eq!(phx_reply(&mut other).await.expect("a reply")["status"], "ok");
+}
+
+#[tokio::test]
+async fn a_phoenix_socket_flooding_frames_is_closed_with_1008_while_a_calm_one_stays() {
+    let (app, w) = app_with(&[("ROWCAST_WS_FRAMES_PER_SEC", "5")]).await;
+    let mut calm = phx_open(&app, &app.token_for(w.user_a, Some(w.tenant_a))).await.unwrap();
+    phx_push(&mut calm, "phoenix", "heartbeat", json!({})).await;
+    assert_eq!(phx_reply(&mut calm).await.expect("a heartbeat reply")["status"], "ok");
+
+    let mut flood = phx_open(&app, &app.token_for(w.user_b, Some(w.tenant_b))).await.unwrap();
+    for _ in 0..20 {
+        if flood.send(Message::text(json!(["1", "1", "phoenix", "heartbeat", {}]).to_string())).await.is_err() {
+            break;
+        }
+    }
+    let closed = loop {
+        match phx_reply(&mut flood).await {
+            Ok(_) => continue,
+            Err(code) => break code,
+        }
+    };
+    assert_eq!(closed, 1008, "rate_limited");
+    phx_push(&mut calm, "phoenix", "heartbeat", json!({})).await;
+    assert_eq!(phx_reply(&mut calm).await.expect("the calm socket is still served")["status"], "ok");
+}

@@ -176,17 +176,19 @@ async fn immediate_constraints_flush_per_statement_and_keep_commit_order() {
     let (app, owner, w) = setup().await;
     let mut live = connect(&app, w.user_a, Some(w.tenant_a)).await;
     let (mut c1, mut c2) = (app.db.owner().await, app.db.owner().await);
-    let insert = "INSERT INTO contacts (tenant_id, phone) VALUES ($1, $2) RETURNING id";
+    // groups, not contacts: contacts are metered (V40), and writers of one tenant's contacts
+    // serialize on its usages row until commit, so two open transactions could not interleave.
+    let insert = "INSERT INTO groups (tenant_id, name) VALUES ($1, $2) RETURNING id";
 
     // T1 flushes at its first statement (SET CONSTRAINTS ALL IMMEDIATE) and so holds the
     // commit-order lock until it commits; T2, started later, commits after T1.
     let t1 = c1.transaction().await.unwrap();
     t1.batch_execute("SET CONSTRAINTS ALL IMMEDIATE").await.unwrap();
-    let a: Uuid = t1.query_one(insert, &[&w.tenant_a, &"+33710000001"]).await.unwrap().get(0);
-    let b: Uuid = t1.query_one(insert, &[&w.tenant_a, &"+33710000002"]).await.unwrap().get(0);
+    let a: Uuid = t1.query_one(insert, &[&w.tenant_a, &"group 1"]).await.unwrap().get(0);
+    let b: Uuid = t1.query_one(insert, &[&w.tenant_a, &"group 2"]).await.unwrap().get(0);
     let t2 = tokio::spawn(async move {
         let t2 = c2.transaction().await.unwrap();
-        let c: Uuid = t2.query_one(insert, &[&w.tenant_a, &"+33710000003"]).await.unwrap().get(0);
+        let c: Uuid = t2.query_one(insert, &[&w.tenant_a, &"group 3"]).await.unwrap().get(0);
         t2.commit().await.unwrap();
         c
     });

@@ -27,12 +27,14 @@ async fn interleaved_transactions_arrive_in_commit_order_and_a_resume_misses_nei
     let mut live = connect(&app, w.user_a, Some(w.tenant_a)).await;
     let before = live.head();
     let (mut c1, mut c2) = (app.db.owner().await, app.db.owner().await);
-    let insert = "INSERT INTO contacts (tenant_id, phone) VALUES ($1, $2) RETURNING id";
+    // groups, not contacts: contacts are metered (V40), and writers of one tenant's contacts
+    // serialize on its usages row until commit, so two open transactions could not interleave.
+    let insert = "INSERT INTO groups (tenant_id, name) VALUES ($1, $2) RETURNING id";
 
     let t1 = c1.transaction().await.unwrap();
-    let first: Uuid = t1.query_one(insert, &[&w.tenant_a, &"+33700000001"]).await.unwrap().get(0);
+    let first: Uuid = t1.query_one(insert, &[&w.tenant_a, &"group 1"]).await.unwrap().get(0);
     let t2 = c2.transaction().await.unwrap();
-    let second: Uuid = t2.query_one(insert, &[&w.tenant_a, &"+33700000002"]).await.unwrap().get(0);
+    let second: Uuid = t2.query_one(insert, &[&w.tenant_a, &"group 2"]).await.unwrap().get(0);
     t2.commit().await.unwrap();
 
     let e2 = live.next_event().await;
