@@ -359,7 +359,7 @@ async fn phoenix_sessions_count_against_the_users_slots_whether_identified_at_up
     let token_a = app.token_for(w.user_a, Some(w.tenant_a));
     let _first = phx_open(&app, &token_a).await.expect("first session");
     let _second = ws_from(&app, 1, w.user_a).await.expect("a /ws session shares the same slots");
-    let refused = phx_open(&app, &token_a).await.err().expect("a third concurrent session");
+    let refused = phx_open(&app, &token_a).await.expect_err("a third concurrent session");
     assert_eq!(scope_of(&refused), "ws_sessions");
 
     // A project anon key identifies no one: the slot is taken by the join's access_token.
