@@ -13,12 +13,15 @@ use super::query::{Aggregate, AggregateFn, Condition, Embed, Filter, IsValue, Jo
 use super::relationship::{Cardinality, Relationship};
 use super::sql::{cast_type, readable};
 use crate::error::ApiError;
+use crate::grammar::path::JsonStep;
 
 /// One output of a node.
 #[derive(Debug)]
 pub enum PlanItem<'c> {
     Column {
         col: &'c Column,
+        /// A JSON path into the column (`data->a->>b`); empty for the column itself.
+        path: Vec<JsonStep>,
         alias: Option<String>,
         cast: Option<String>,
     },
@@ -37,7 +40,7 @@ impl PlanItem<'_> {
     /// The key this item has in the JSON object (`None` for embeds: see the embed).
     fn name(&self) -> Option<String> {
         match self {
-            PlanItem::Column { col, alias, .. } => Some(alias.clone().unwrap_or_else(|| col.name.clone())),
+            PlanItem::Column { col, path, alias, .. } => Some(SelectItem::field_key(&col.name, path, alias.as_deref())),
             PlanItem::Aggregate { func, alias, .. } => Some(alias.clone().unwrap_or_else(|| func.name().to_string())),
             PlanItem::Embed(_) => None,
         }
@@ -158,9 +161,13 @@ impl<'c> Builder<'c> {
         };
         for item in select {
             match item {
-                SelectItem::Star => node.items.extend(table.selectable().map(|col| PlanItem::Column { col, alias: None, cast: None })),
+                SelectItem::Star => {
+                    node.items.extend(table.selectable().map(|col| PlanItem::Column { col, path: Vec::new(), alias: None, cast: None }))
+                }
                 // `rel(count)`: PostgREST's shorthand for the number of embedded rows
-                SelectItem::Field { column, alias, cast } if column.as_str() == "count" && table.column("count").is_none() => {
+                SelectItem::Field { column, path, alias, cast }
+                    if column.as_str() == "count" && path.is_empty() && table.column("count").is_none() =>
+                {
                     node.items.push(PlanItem::Aggregate {
                         func: AggregateFn::Count,
                         col: None,
@@ -169,9 +176,10 @@ impl<'c> Builder<'c> {
                         cast: cast.clone(),
                     })
                 }
-                SelectItem::Field { column, alias, cast } => {
+                SelectItem::Field { column, path, alias, cast } => {
                     let col = readable(table, column.as_str())?;
-                    node.items.push(PlanItem::Column { col, alias: alias.clone(), cast: cast.as_deref().map(cast_type).transpose()? });
+                    let cast = cast.as_deref().map(cast_type).transpose()?;
+                    node.items.push(PlanItem::Column { col, path: path.clone(), alias: alias.clone(), cast });
                 }
                 SelectItem::Aggregate(Aggregate { func, column, alias, input_cast, cast }) => {
                     let col = column.as_ref().map(|c| readable(table, c.as_str())).transpose()?;

@@ -44,7 +44,7 @@ fn only_filter(s: &str) -> Filter {
 }
 
 fn field(c: &str, alias: Option<&str>, cast: Option<&str>) -> SelectItem {
-    SelectItem::Field { column: col(c), alias: alias.map(String::from), cast: cast.map(String::from) }
+    SelectItem::Field { column: col(c), path: Vec::new(), alias: alias.map(String::from), cast: cast.map(String::from) }
 }
 
 fn strs(v: &[&str]) -> Vec<String> {
@@ -87,12 +87,13 @@ fn select_errors() {
 }
 
 #[test]
-fn select_embeds_and_aggregates_parse_json_paths_do_not() {
+fn select_embeds_aggregates_and_json_paths_parse() {
     assert!(matches!(&q("select=id,rel(a,b)").select.unwrap()[1], SelectItem::Embed(e) if e.name == "rel" && e.select.len() == 2));
     assert!(matches!(&q("select=...rel(*)").select.unwrap()[0], SelectItem::Embed(e) if e.spread));
     assert!(matches!(&q("select=count()").select.unwrap()[0], SelectItem::Aggregate(_)));
-    unsupported_err("select=data->a", "JSON");
-    unsupported_err("select=data->>a::int", "JSON");
+    assert!(matches!(&q("select=data->a").select.unwrap()[0], SelectItem::Field { path, cast: None, .. } if path.len() == 1));
+    assert!(matches!(&q("select=x:data->>a::int").select.unwrap()[0], SelectItem::Field { cast: Some(c), .. } if c == "int"));
+    syntax_err("select=data->", "malformed JSON path");
     // a quoted '(' is just part of a name
     assert_eq!(q("select=%22f(x)%22").select, Some(vec![field("f(x)", None, None)]));
 }

@@ -8,12 +8,13 @@
 
 use std::fmt::Write;
 
+use super::path::json_path_sql;
 use super::{Param, Params, filter_sql, mentions, readable};
 use crate::error::ApiError;
 use crate::rest::catalog::Table;
 use crate::rest::ident::quote_ident;
 use crate::rest::plan::{EmbedPlan, PlanItem, ReadPlan};
-use crate::rest::query::{Direction, NullsOrder, OrderTerm};
+use crate::rest::query::{Direction, NullsOrder, OrderTerm, SelectItem};
 use crate::rest::relationship::Cardinality;
 
 /// Where a node's rows come from.
@@ -76,12 +77,16 @@ pub fn node_sql(
 
     for item in &node.items {
         match item {
-            PlanItem::Column { col, alias, cast } => {
-                let expr = match cast {
-                    Some(c) => format!("{q}.{}::{c}", col.ident),
-                    None => format!("{q}.{}", col.ident),
+            PlanItem::Column { col, path, alias, cast } => {
+                let (expr, _) = json_path_sql(format!("{q}.{}", col.ident), col, path, params);
+                let expr = match (cast, path.is_empty()) {
+                    (Some(c), true) => format!("{expr}::{c}"),
+                    // `::` binds tighter than `->`
+                    (Some(c), false) => format!("({expr})::{c}"),
+                    (None, _) => expr,
                 };
-                outputs.push(format!("{expr} AS {}", quote_ident(alias.as_deref().unwrap_or(&col.name))));
+                let key = SelectItem::field_key(&col.name, path, alias.as_deref());
+                outputs.push(format!("{expr} AS {}", quote_ident(&key)));
                 group_by.push(expr);
             }
             PlanItem::Aggregate { func, col, alias, input_cast, cast } => {
