@@ -360,8 +360,13 @@ async fn ambiguous_embeds_are_300_pgrst201_and_hints_resolve_them() {
     assert_eq!(r.error_code(), "PGRST201");
     let body = r.json();
     assert_eq!(body["message"], "Could not embed because more than one relationship was found for 'group_links' and 'groups'");
-    let details: Value = serde_json::from_str(body["details"].as_str().unwrap()).unwrap();
-    let rels: Vec<&str> = details.as_array().unwrap().iter().map(|d| d["relationship"].as_str().unwrap()).collect();
+    // `details` is a JSON array of candidates (not a string), as PostgREST's
+    let details = body["details"].as_array().unwrap_or_else(|| panic!("details is not an array: {body}"));
+    for d in details {
+        assert_eq!(d["cardinality"], "many-to-one", "{d}");
+        assert_eq!(d["embedding"], "group_links with groups", "{d}");
+    }
+    let rels: Vec<&str> = details.iter().map(|d| d["relationship"].as_str().unwrap()).collect();
     assert_eq!(
         rels,
         [
@@ -369,7 +374,11 @@ async fn ambiguous_embeds_are_300_pgrst201_and_hints_resolve_them() {
             "group_links_to_fkey using group_links(tenant_id, to_group) and groups(tenant_id, id)",
         ]
     );
-    assert!(body["hint"].as_str().unwrap().contains("'groups!group_links_from_fkey'"), "{body}");
+    assert_eq!(
+        body["hint"],
+        "Try changing 'groups' to one of the following: 'groups!group_links_from_fkey', 'groups!group_links_to_fkey'. \
+         Find the desired relationship in the 'details' key."
+    );
     api.get("/rest/groups?select=*,group_links(*)").await.expect(300);
     // the hints pick one
     let r = api
