@@ -116,7 +116,7 @@ fn embedded_parameters_are_kept_by_path() {
 #[test]
 fn order_forms() {
     let p = q("order=a,b.desc,c.asc.nullslast,d.nullsfirst,%22e+f%22.desc.nullsfirst");
-    let t = |c: &str, direction, nulls| OrderTerm { column: col(c), path: vec![], direction, nulls };
+    let t = |c: &str, direction, nulls| OrderTerm { relation: None, column: col(c), path: vec![], direction, nulls };
     assert_eq!(
         p.order,
         vec![
@@ -140,7 +140,10 @@ fn order_errors() {
     syntax_err("order=", "must not be empty");
     syntax_err("order=a,,b", "empty item");
     syntax_err("order=a&order=b", "more than once");
-    unsupported_err("order=rel(col).desc", "embedding");
+    syntax_err("order=rel(col.desc", "rel(column)");
+    syntax_err("order=rel().desc", "column name");
+    syntax_err("order=rel(a,b)", "rel(column)");
+    unsupported_err("order=rel!hint(col)", "hints");
     syntax_err("order=data->.desc", "malformed JSON path");
 }
 
@@ -779,6 +782,11 @@ fn json_paths_in_filters_logic_and_order() {
     );
     let Filter::Logic(t) = only_filter("or=(attributes->>plan.eq.pro,attributes->n.gt.3)") else { panic!() };
     assert_eq!(t.children[0], json_cond("attributes", &[("plan", true)], Operation::Cmp(CmpOp::Eq, "pro".into())));
+    let p = q("order=rel(name).desc.nullslast,r2(attributes->>x),id");
+    assert_eq!((p.order[0].relation.as_deref(), p.order[0].column.as_str()), (Some("rel"), "name"));
+    assert_eq!((p.order[0].direction, p.order[0].nulls), (Direction::Desc, Some(NullsOrder::Last)));
+    assert_eq!((p.order[1].relation.as_deref(), p.order[1].path.len()), (Some("r2"), 1));
+    assert_eq!(p.order[2].relation, None);
     let p = q("order=attributes->>score.desc.nullslast,arr->0");
     assert_eq!(p.order[0].path, vec![JsonStep { as_text: true, key: JsonKey::Key("score".into()) }]);
     assert_eq!(p.order[0].direction, Direction::Desc);
