@@ -1,5 +1,6 @@
-//! `select=`: columns (with JSON paths `data->a->>b`), aliases and casts; resource embeds (`alias:rel!hint!inner(items)`,
-//! spreads `...rel(items)`); aggregates (`count()`, `col.sum()`, … with casts and aliases).
+//! `select=`: columns (with JSON paths `data->a->>b`), aliases and casts; resource embeds
+//! (`alias:rel!hint!inner(items)`, spreads `...rel(items)`); aggregates (`count()`,
+//! `col.sum()`, … with casts and aliases).
 //! Embeds nest; parsing recurses at most [`MAX_EMBED_DEPTH`] levels.
 
 use crate::grammar::lex::{Column, Cursor, Result, expect_end, parse_column, shorten, split_items, syntax, unquoted_bytes};
