@@ -22,6 +22,9 @@ pub struct ApiError {
     /// French text of `message`, when one is known.
     pub message_fr: Option<String>,
     pub details: Option<String>,
+    /// Structured `details` (PostgREST's `PGRST201` gives an array of objects); rendered
+    /// instead of `details` when set.
+    pub details_json: Option<serde_json::Value>,
     pub hint: Option<String>,
     /// Extra response headers (`Retry-After`, `RateLimit-*` on a 429).
     pub headers: Vec<(&'static str, String)>,
@@ -31,17 +34,40 @@ pub struct ApiError {
 struct Body<'a> {
     code: &'a str,
     message: &'a str,
-    details: Option<&'a str>,
+    details: Option<Details<'a>>,
     hint: Option<&'a str>,
+}
+
+/// `details` is text, or JSON for the few errors PostgREST details with a structure.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Details<'a> {
+    Text(&'a str),
+    Json(&'a serde_json::Value),
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, en: impl Into<String>, fr: impl Into<String>) -> Self {
-        Self { status, code: code.into(), message: en.into(), message_fr: Some(fr.into()), details: None, hint: None, headers: Vec::new() }
+        Self {
+            status,
+            code: code.into(),
+            message: en.into(),
+            message_fr: Some(fr.into()),
+            details: None,
+            details_json: None,
+            hint: None,
+            headers: Vec::new(),
+        }
     }
 
     pub fn with_details(mut self, details: impl Into<String>) -> Self {
         self.details = Some(details.into());
+        self
+    }
+
+    /// Structured details (a JSON array or object), rendered as JSON in the body.
+    pub fn with_details_json(mut self, details: serde_json::Value) -> Self {
+        self.details_json = Some(details);
         self
     }
 
@@ -100,7 +126,11 @@ impl ApiError {
     }
 
     pub fn body_json(&self, lang: Lang) -> Vec<u8> {
-        let body = Body { code: &self.code, message: self.message_in(lang), details: self.details.as_deref(), hint: self.hint.as_deref() };
+        let details = match (&self.details_json, &self.details) {
+            (Some(json), _) => Some(Details::Json(json)),
+            (None, text) => text.as_deref().map(Details::Text),
+        };
+        let body = Body { code: &self.code, message: self.message_in(lang), details, hint: self.hint.as_deref() };
         serde_json::to_vec(&body).unwrap_or_default()
     }
 
@@ -251,6 +281,16 @@ fn from_db_error(db: &tokio_postgres::error::DbError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_render_as_text_or_as_structured_json() {
+        let body = |e: ApiError| serde_json::from_slice::<serde_json::Value>(&e.body_json(Lang::En)).unwrap();
+        let text = ApiError::bad_request("m", "m").with_details("d");
+        assert_eq!(body(text)["details"], "d");
+        let json = ApiError::bad_request("m", "m").with_details_json(serde_json::json!([{"a": 1}]));
+        assert_eq!(body(json)["details"], serde_json::json!([{"a": 1}]));
+        assert_eq!(body(ApiError::bad_request("m", "m"))["details"], serde_json::Value::Null);
+    }
 
     #[test]
     fn sqlstates_map_to_postgrest_statuses() {

@@ -10,7 +10,7 @@ use super::catalog::{Column, Table};
 use super::errors;
 use super::exec::{Mode, Outcome, planned_rows, read_row, run};
 use super::plan::{self, ReadPlan};
-use super::query::{Column as ColName, CountPref, Prefer, QueryParams, Resolution, ReturnPref, SelectItem, TxPref};
+use super::query::{CountPref, Prefer, QueryParams, Resolution, ReturnPref, SelectItem, TxPref};
 use super::reply::{Reply, applied, range_header, read_status, single};
 use super::request::{MAX_ROWS, Media, RestRequest, window};
 use super::sql::{BodyShape, Param, Params, ReadSql, explain_count_sql, plan_read_sql};
@@ -192,8 +192,7 @@ pub async fn create(state: &RestState, req: &RestRequest, table: &Table) -> Resu
     let catalog = state.catalog();
     let plan = returning_plan(&catalog, table, &qp, &prefer)?;
     // return=headers-only: the primary key is returned, only to build `Location`.
-    let key_select: Vec<SelectItem> =
-        table.primary_key.iter().map(|k| SelectItem::Field { column: ColName(k.clone()), alias: None, cast: None }).collect();
+    let key_select: Vec<SelectItem> = table.primary_key.iter().map(|k| SelectItem::column(k)).collect();
     let headers_only = prefer.return_pref == Some(ReturnPref::HeadersOnly)
         && !key_select.is_empty()
         && table.primary_key.iter().all(|k| table.column(k).is_some_and(|c| c.can_select));

@@ -13,12 +13,15 @@ use super::query::{Aggregate, AggregateFn, Condition, Embed, Filter, IsValue, Jo
 use super::relationship::{Cardinality, Relationship};
 use super::sql::{cast_type, readable};
 use crate::error::ApiError;
+use crate::grammar::path::JsonStep;
 
 /// One output of a node.
 #[derive(Debug)]
 pub enum PlanItem<'c> {
     Column {
         col: &'c Column,
+        /// A JSON path into the column (`data->a->>b`); empty for the column itself.
+        path: Vec<JsonStep>,
         alias: Option<String>,
         cast: Option<String>,
     },
@@ -37,7 +40,7 @@ impl PlanItem<'_> {
     /// The key this item has in the JSON object (`None` for embeds: see the embed).
     fn name(&self) -> Option<String> {
         match self {
-            PlanItem::Column { col, alias, .. } => Some(alias.clone().unwrap_or_else(|| col.name.clone())),
+            PlanItem::Column { col, path, alias, .. } => Some(SelectItem::field_key(&col.name, path, alias.as_deref())),
             PlanItem::Aggregate { func, alias, .. } => Some(alias.clone().unwrap_or_else(|| func.name().to_string())),
             PlanItem::Embed(_) => None,
         }
@@ -120,7 +123,7 @@ impl<'c> ReadPlan<'c> {
 }
 
 /// `'rel' is not an embedded resource in this request` (400 `PGRST108`).
-fn not_embedded(path: &[String]) -> ApiError {
+pub(crate) fn not_embedded(path: &[String]) -> ApiError {
     let name = path.join(".");
     ApiError::new(
         StatusCode::BAD_REQUEST,
@@ -158,9 +161,13 @@ impl<'c> Builder<'c> {
         };
         for item in select {
             match item {
-                SelectItem::Star => node.items.extend(table.selectable().map(|col| PlanItem::Column { col, alias: None, cast: None })),
+                SelectItem::Star => {
+                    node.items.extend(table.selectable().map(|col| PlanItem::Column { col, path: Vec::new(), alias: None, cast: None }))
+                }
                 // `rel(count)`: PostgREST's shorthand for the number of embedded rows
-                SelectItem::Field { column, alias, cast } if column.as_str() == "count" && table.column("count").is_none() => {
+                SelectItem::Field { column, path, alias, cast }
+                    if column.as_str() == "count" && path.is_empty() && table.column("count").is_none() =>
+                {
                     node.items.push(PlanItem::Aggregate {
                         func: AggregateFn::Count,
                         col: None,
@@ -169,9 +176,10 @@ impl<'c> Builder<'c> {
                         cast: cast.clone(),
                     })
                 }
-                SelectItem::Field { column, alias, cast } => {
+                SelectItem::Field { column, path, alias, cast } => {
                     let col = readable(table, column.as_str())?;
-                    node.items.push(PlanItem::Column { col, alias: alias.clone(), cast: cast.as_deref().map(cast_type).transpose()? });
+                    let cast = cast.as_deref().map(cast_type).transpose()?;
+                    node.items.push(PlanItem::Column { col, path: path.clone(), alias: alias.clone(), cast });
                 }
                 SelectItem::Aggregate(Aggregate { func, column, alias, input_cast, cast }) => {
                     let col = column.as_ref().map(|c| readable(table, c.as_str())).transpose()?;
@@ -219,6 +227,31 @@ impl<'c> Builder<'c> {
         let node = self.node(target, qual, &e.select)?;
         Ok(EmbedPlan { key, rel, junction, inner: e.join == Some(JoinType::Inner), spread: e.spread, null_filter: None, lateral, node })
     }
+}
+
+/// 400 `PGRST118`: `order=rel(col)` on an embed that gives many rows per parent.
+fn related_order_not_to_one(origin: &str, key: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "PGRST118",
+        format!("A related order on '{key}' is not possible"),
+        format!("impossible de trier sur '{key}'"),
+    )
+    .with_details(format!("'{origin}' and '{key}' do not form a many-to-one or one-to-one relationship"))
+}
+
+/// Checks every `order=rel(col)` (on every node): `rel` is an embed of that node (else
+/// `PGRST108`), a to-one one (else `PGRST118`), and `col` a readable column of it.
+fn check_related_orders(node: &ReadPlan<'_>) -> Result<(), ApiError> {
+    for t in &node.order {
+        let Some(rel) = &t.relation else { continue };
+        let e = node.embeds.iter().find(|e| &e.key == rel).ok_or_else(|| not_embedded(std::slice::from_ref(rel)))?;
+        if !e.rel.is_to_one() {
+            return Err(related_order_not_to_one(&node.table.name, rel));
+        }
+        readable(e.node.table, t.column.as_str())?;
+    }
+    node.embeds.iter().try_for_each(|e| check_related_orders(&e.node))
 }
 
 /// Takes `embed=is.null` / `embed=not.is.null` out of `node.filters` (keys naming an embed,
@@ -269,12 +302,13 @@ pub fn plan<'c>(catalog: &'c Catalog, table: &'c Table, qp: &QueryParams, root_q
         node.offset = sub.offset;
     }
     take_null_filters(&mut root)?;
+    check_related_orders(&root)?;
     Ok(root)
 }
 
 /// Whether a read needs the planner (anything beyond a flat column list).
 pub fn needed(qp: &QueryParams) -> bool {
-    !qp.embedded.is_empty() || qp.select.as_deref().is_some_and(SelectItem::needs_plan)
+    !qp.embedded.is_empty() || qp.select.as_deref().is_some_and(SelectItem::needs_plan) || qp.order.iter().any(|t| t.relation.is_some())
 }
 
 #[cfg(test)]
@@ -399,6 +433,12 @@ pub(crate) mod tests {
         assert_eq!(code("campaigns", "select=*,groups(*),groups(*)").0, 400);
         assert_eq!(code("campaigns", "select=groups(name::regclass)").0, 400);
         assert!(planned(&c, "campaigns", "select=*,g1:groups(*),g2:groups(*)").is_ok());
+        assert_eq!(code("groups", "select=*,contacts(*)&order=contacts(first_name)"), (400, "PGRST118".into()));
+        assert_eq!(code("campaigns", "select=*&order=groups(name)"), (400, "PGRST108".into()));
+        assert_eq!(code("campaigns", "select=*,g:groups(*)&order=groups(name)"), (400, "PGRST108".into()));
+        assert_eq!(code("campaigns", "select=*,groups(*)&order=groups(nope)").0, 400);
+        assert_eq!(code("webhook_logs", "select=*,webhooks(url)&order=webhooks(secret)").0, 403);
+        assert!(planned(&c, "campaigns", "select=*,g:groups(*)&order=g(name).desc").is_ok());
         assert!(planned(&c, "webhook_logs", "select=*,webhooks(*)").unwrap().embeds[0].node.output_names().iter().all(|n| n != "secret"));
     }
 }

@@ -301,7 +301,8 @@ pub fn no_relationship(origin: &str, name: &str, hint: Option<&str>) -> ApiError
     ))
 }
 
-/// 300 `PGRST201`, the candidates in the details.
+/// 300 `PGRST201`, the candidates in the details: a JSON array of
+/// `{cardinality, embedding, relationship}`, as PostgREST.
 fn ambiguous(origin: &str, name: &str, rels: &[&Relationship]) -> ApiError {
     let details: Vec<serde_json::Value> = rels.iter().map(|r| r.describe()).collect();
     let hints: Vec<String> = rels.iter().map(|r| r.hint_text()).collect();
@@ -311,7 +312,7 @@ fn ambiguous(origin: &str, name: &str, rels: &[&Relationship]) -> ApiError {
         format!("Could not embed because more than one relationship was found for '{origin}' and '{name}'"),
         format!("plusieurs relations possibles entre '{origin}' et '{name}'"),
     )
-    .with_details(serde_json::Value::from(details).to_string())
+    .with_details_json(serde_json::Value::from(details))
     .with_hint(format!(
         "Try changing '{name}' to one of the following: {}. Find the desired relationship in the 'details' key.",
         hints.join(", ")
@@ -460,7 +461,8 @@ pub(crate) mod tests {
         let e = r.find("campaigns", "groups", None).unwrap_err();
         assert_eq!(e.status.as_u16(), 300);
         assert_eq!(e.code, "PGRST201");
-        let details: serde_json::Value = serde_json::from_str(e.details.as_deref().unwrap()).unwrap();
+        let details = e.details_json.clone().unwrap();
+        assert!(e.details.is_none());
         assert_eq!(details.as_array().unwrap().len(), 2);
         assert_eq!(details[0]["cardinality"], "many-to-one");
         assert_eq!(details[0]["embedding"], "campaigns with groups");

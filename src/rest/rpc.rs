@@ -190,7 +190,7 @@ async fn shaped_call(
         true => format!(" FROM {call} AS pgrst_f"),
         false => format!(" FROM json_to_record($1::text::json) AS pgrst_args({}) CROSS JOIN LATERAL {call} AS pgrst_f", defs.join(", ")),
     };
-    let select = select_sql(table, "pgrst_f", qp.select.as_deref())?;
+    let select = select_sql(table, "pgrst_f", qp.select.as_deref(), &mut params)?;
     let mut conds = Vec::new();
     for filter in &qp.filters {
         let mut s = String::new();

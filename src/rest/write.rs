@@ -62,12 +62,18 @@ fn record_definition(cols: &[&Column]) -> String {
 }
 
 /// `RETURNING` every readable column, then `(count, JSON)` over them shaped by `select=`.
-fn wrap_returning(table: &Table, statement: String, select: Option<&[SelectItem]>, shape: BodyShape) -> Result<String, ApiError> {
+fn wrap_returning(
+    table: &Table,
+    statement: String,
+    select: Option<&[SelectItem]>,
+    shape: BodyShape,
+    params: &mut Params,
+) -> Result<String, ApiError> {
     let returned: Vec<String> = table.selectable().map(|c| format!("{}.{}", table.ident, c.ident)).collect();
     if returned.is_empty() {
         return Err(errors::table_forbidden(&table.name, "read"));
     }
-    let select = select_sql(table, "pgrst_source", select)?;
+    let select = select_sql(table, "pgrst_source", select, params)?;
     Ok(format!(
         "WITH pgrst_source AS ({statement} RETURNING {}) SELECT count(*), {} FROM (SELECT {select} FROM pgrst_source) pgrst_s",
         returned.join(", "),
@@ -84,7 +90,7 @@ fn finish(table: &Table, statement: String, returning: Returning<'_>, params: &m
             let with = format!("WITH pgrst_source AS ({statement} RETURNING {})", returned.join(", "));
             plan_returning_sql(plan, &with, params, shape)
         }
-        Returning::Rows { select, shape, plan: None } => wrap_returning(table, statement, select, shape),
+        Returning::Rows { select, shape, plan: None } => wrap_returning(table, statement, select, shape, params),
     }
 }
 

@@ -24,6 +24,7 @@ mod rest_bad_input;
 mod rest_conformance;
 mod rest_embed;
 mod rest_isolation;
+mod rest_json_select;
 mod rest_operators;
 mod rest_rpc;
 mod rest_shapes;

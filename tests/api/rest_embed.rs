@@ -1,6 +1,7 @@
 //! Resource embedding and aggregates over real HTTP: many-to-one, one-to-many, many-to-many
 //! through `group_contacts`, nesting, `!inner`, null filters, hints, aliases, spreads,
-//! parameters on embeds, `count()`/`sum()`/…, embeds in `return=representation`; isolation
+//! parameters on embeds, related orders (`order=rel(col)`, to-one only), `count()`/`sum()`/…,
+//! embeds in `return=representation`; isolation
 //! pairs (tenants, `webhooks` for tenant users, `webhooks.secret`); PGRST200/201/108 and
 //! absurd nesting as 4xx.
 
@@ -360,8 +361,13 @@ async fn ambiguous_embeds_are_300_pgrst201_and_hints_resolve_them() {
     assert_eq!(r.error_code(), "PGRST201");
     let body = r.json();
     assert_eq!(body["message"], "Could not embed because more than one relationship was found for 'group_links' and 'groups'");
-    let details: Value = serde_json::from_str(body["details"].as_str().unwrap()).unwrap();
-    let rels: Vec<&str> = details.as_array().unwrap().iter().map(|d| d["relationship"].as_str().unwrap()).collect();
+    // `details` is a JSON array of candidates (not a string), as PostgREST's
+    let details = body["details"].as_array().unwrap_or_else(|| panic!("details is not an array: {body}"));
+    for d in details {
+        assert_eq!(d["cardinality"], "many-to-one", "{d}");
+        assert_eq!(d["embedding"], "group_links with groups", "{d}");
+    }
+    let rels: Vec<&str> = details.iter().map(|d| d["relationship"].as_str().unwrap()).collect();
     assert_eq!(
         rels,
         [
@@ -369,7 +375,11 @@ async fn ambiguous_embeds_are_300_pgrst201_and_hints_resolve_them() {
             "group_links_to_fkey using group_links(tenant_id, to_group) and groups(tenant_id, id)",
         ]
     );
-    assert!(body["hint"].as_str().unwrap().contains("'groups!group_links_from_fkey'"), "{body}");
+    assert_eq!(
+        body["hint"],
+        "Try changing 'groups' to one of the following: 'groups!group_links_from_fkey', 'groups!group_links_to_fkey'. \
+         Find the desired relationship in the 'details' key."
+    );
     api.get("/rest/groups?select=*,group_links(*)").await.expect(300);
     // the hints pick one
     let r = api
@@ -426,4 +436,63 @@ async fn bad_embeds_are_clear_4xx_never_5xx() {
         assert!((400..500).contains(&r.status), "{path}: {} {}", r.status, r.text);
         r.error_code();
     }
+}
+
+#[tokio::test]
+async fn related_orders_sort_by_a_to_one_embed_and_refuse_to_many() {
+    let (app, w, owner) = setup().await;
+    let s = seed(&owner, &w).await;
+    // C3 uses template "A": C1 → "T", C2 → none, C3 → "A"
+    let a = one(&owner, "INSERT INTO message_templates (tenant_id, name, body) VALUES ($1, 'A', 'Hi') RETURNING id", &[&w.tenant_a]).await;
+    owner.execute("INSERT INTO campaigns (tenant_id, name, template_id) VALUES ($1, 'C3', $2)", &[&w.tenant_a, &a]).await.unwrap();
+    let api = Api::new(&app, w.user_a, Some(w.tenant_a));
+    let names = |body: Value| body.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let get = |q: &str| {
+        let path = format!("/rest/campaigns?{q}");
+        let api = &api;
+        async move { names(api.get(&path).await.expect(200).json()) }
+    };
+    assert_eq!(get("select=name,message_templates(name)&order=message_templates(name).desc").await, ["C2", "C1", "C3"]);
+    assert_eq!(get("select=name,message_templates(name)&order=message_templates(name).desc.nullslast").await, ["C1", "C3", "C2"]);
+    assert_eq!(get("select=name,message_templates(name)&order=message_templates(name)").await, ["C3", "C1", "C2"]);
+    // by alias; the ordered column need not be shown; spreads; ties broken by the next term
+    assert_eq!(get("select=name,t:message_templates(id)&order=t(name).asc.nullsfirst").await, ["C2", "C3", "C1"]);
+    assert_eq!(get("select=name,...message_templates(tpl:name)&order=message_templates(name).desc.nullslast").await, ["C1", "C3", "C2"]);
+    assert_eq!(get("select=name,groups(name)&order=groups(name).nullsfirst,name.desc").await, ["C3", "C2", "C1"]);
+    let r = api.get("/rest/campaigns?select=name,message_templates(name)&order=message_templates(name).desc.nullslast").await;
+    assert_eq!(r.json()[0], json!({"name": "C1", "message_templates": {"name": "T"}}), "no order value leaks into the object");
+    // on an embed's own rows
+    let r = api.get(&format!("/rest/groups?select=name,campaigns(name,message_templates(name))&id=eq.{}", s.friends)).await.expect(200);
+    assert_eq!(r.json()[0]["campaigns"], json!([{"name": "C1", "message_templates": {"name": "T"}}]));
+
+    // to-many: PGRST118; not embedded: PGRST108
+    let r = api.get("/rest/groups?select=name,contacts(first_name)&order=contacts(first_name)").await.expect(400);
+    assert_eq!(r.error_code(), "PGRST118");
+    let body = r.json();
+    assert_eq!(body["message"], "A related order on 'contacts' is not possible");
+    assert_eq!(body["details"], "'groups' and 'contacts' do not form a many-to-one or one-to-one relationship");
+    for (path, code) in [
+        ("/rest/campaigns?select=name&order=message_templates(name)", "PGRST108"),
+        ("/rest/campaigns?select=name,t:message_templates(name)&order=message_templates(name)", "PGRST108"),
+        ("/rest/campaigns?select=name,message_templates(name)&order=message_templates(nope)", "42703"),
+        ("/rest/campaigns?select=name,message_templates(name)&order=message_templates(name", "PGRST100"),
+        ("/rest/groups?select=name,campaigns(name,contacts(id))&campaigns.order=contacts(id)", "PGRST118"),
+    ] {
+        let r = api.get(path).await.expect(400);
+        assert_eq!(r.error_code(), code, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn related_orders_cannot_read_a_hidden_column() {
+    let (app, w, _owner) = setup().await;
+    let admin = Api::new(&app, w.admin_a, Some(w.tenant_a));
+    admin.post("/rest/webhooks", json!({"name": "h", "url": "https://example.test/h", "events": ["*"]}), &[]).await.expect(201);
+    let direct = admin.get("/rest/webhook_logs?select=id,webhooks(secret)").await;
+    assert!((400..500).contains(&direct.status), "{}", direct.text);
+    admin.get("/rest/webhook_logs?select=id,webhooks(id)&order=webhooks(url)").await.expect(200);
+    let r = admin.get("/rest/webhook_logs?select=id,webhooks(id)&order=webhooks(secret)").await.expect(direct.status);
+    assert_eq!(r.error_code(), direct.error_code());
+    let r = admin.get("/rest/webhook_logs?select=id,webhooks(id)&order=webhooks(secret->>a)").await.expect(direct.status);
+    assert_eq!(r.error_code(), direct.error_code());
 }

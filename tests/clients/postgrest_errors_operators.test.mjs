@@ -1,5 +1,5 @@
 // postgrest-js and supabase-js, unmodified: PostgREST 13's error codes and statuses, every
-// filter operator, JSON paths, and supabase-js over /rest/v1 with the token as its key.
+// filter operator, JSON paths (filters, order, select), and supabase-js over /rest/v1 with the token as its key.
 // Env: ROWCAST_URL, ROWCAST_TOKEN (tenant A user), ROWCAST_TENANT.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -105,5 +105,18 @@ for (const [name, c] of clients) {
     const bad = await q().eq('attributes->', 1);
     assert.equal(bad.status, 400);
     assert.equal(bad.error.code, 'PGRST100');
+  });
+
+  test(`${name}: JSON paths in select`, async () => {
+    const r = await c.from('contacts').select('first_name, attributes->>plan, s:attributes->score, attributes->>score::int').order('first_name');
+    assert.equal(r.error, null, JSON.stringify(r.error));
+    assert.deepEqual(r.data, [
+      { first_name: 'Ann', plan: 'pro', s: 9, score: 9 },
+      { first_name: 'Bob', plan: 'free', s: 3, score: 3 },
+      { first_name: 'alice', plan: 'pro', s: 5, score: 5 },
+    ]);
+    const bad = await c.from('contacts').select('first_name->x');
+    assert.equal(bad.status, 404);
+    assert.equal(bad.error.code, '42883');
   });
 }

@@ -6,7 +6,7 @@
 //! check against the catalog and quote; filter values stay strings for the SQL builder.
 //!
 //! Rejected as [`ErrorKind::UnsupportedFeature`]: resource embedding (`rel(cols)`, `rel.col=…`,
-//! spreads, hints), aggregates, JSON paths (`a->b`), operator modifiers (`like(any)`),
+//! spreads, hints), aggregates, operator modifiers (`like(any)`),
 //! full-text search and the array/range operators. Parsing never panics, recurses at most
 //! [`MAX_LOGIC_DEPTH`] levels deep and takes time linear in the input.
 

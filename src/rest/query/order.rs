@@ -1,4 +1,5 @@
-//! `order=`: ordering terms.
+//! `order=`: ordering terms, on the resource's columns or (`rel(col)`) on an embedded
+//! to-one resource's.
 
 use super::check_unsupported_except;
 use crate::grammar::lex::{Column, Cursor, Result, expect_end, parse_column, shorten, syntax};
@@ -17,9 +18,11 @@ pub enum NullsOrder {
     Last,
 }
 
-/// One item of `order=`: `column[->path][.asc|.desc][.nullsfirst|.nullslast]`.
+/// One item of `order=`: `[relation(]column[->path][)][.asc|.desc][.nullsfirst|.nullslast]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderTerm {
+    /// `rel(col)`: a column of an embedded to-one resource (by its key: alias or name).
+    pub relation: Option<String>,
     pub column: Column,
     /// A JSON path after the column (`attributes->>score`); empty for the column itself.
     pub path: Vec<JsonStep>,
@@ -28,12 +31,25 @@ pub struct OrderTerm {
     pub nulls: Option<NullsOrder>,
 }
 
-/// `column[->path][.asc|.desc][.nullsfirst|.nullslast]`
+/// `[relation(]column[->path][)][.asc|.desc][.nullsfirst|.nullslast]`
 pub(crate) fn parse_order_term(item: &str) -> Result<OrderTerm> {
-    check_unsupported_except(item, "order", true)?;
     let mut cur = Cursor::new(item);
-    let column = parse_column(&mut cur)?;
-    let path = parse_json_path(&mut cur)?;
+    let first = parse_column(&mut cur)?;
+    let (relation, column, path) = match cur.eat("(") {
+        true => {
+            let column = parse_column(&mut cur)?;
+            let path = parse_json_path(&mut cur)?;
+            if !cur.eat(")") {
+                return Err(syntax("expected a related order as rel(column)[.asc|.desc]").detail(item));
+            }
+            (Some(first.0), column, path)
+        }
+        false => {
+            check_unsupported_except(item, "order", true)?;
+            let path = parse_json_path(&mut cur)?;
+            (None, first, path)
+        }
+    };
     let (mut direction, mut nulls, mut first) = (Direction::Asc, None, true);
     while cur.eat(".") {
         match cur.take_until(b".") {
@@ -50,5 +66,5 @@ pub(crate) fn parse_order_term(item: &str) -> Result<OrderTerm> {
         first = false;
     }
     expect_end(&cur, "the order term")?;
-    Ok(OrderTerm { column, path, direction, nulls })
+    Ok(OrderTerm { relation, column, path, direction, nulls })
 }

@@ -1,8 +1,10 @@
-//! `select=`: columns, aliases and casts; resource embeds (`alias:rel!hint!inner(items)`,
-//! spreads `...rel(items)`); aggregates (`count()`, `col.sum()`, … with casts and aliases).
+//! `select=`: columns (with JSON paths `data->a->>b`), aliases and casts; resource embeds
+//! (`alias:rel!hint!inner(items)`, spreads `...rel(items)`); aggregates (`count()`,
+//! `col.sum()`, … with casts and aliases).
 //! Embeds nest; parsing recurses at most [`MAX_EMBED_DEPTH`] levels.
 
-use crate::grammar::lex::{Column, Cursor, Result, expect_end, parse_column, shorten, split_items, syntax, unquoted_bytes, unsupported};
+use crate::grammar::lex::{Column, Cursor, Result, expect_end, parse_column, shorten, split_items, syntax, unquoted_bytes};
+use crate::grammar::path::{JsonStep, default_name, parse_json_path};
 
 /// Deepest nesting of embedded resources accepted (the top level is 0).
 pub const MAX_EMBED_DEPTH: usize = 8;
@@ -12,8 +14,9 @@ pub const MAX_EMBED_DEPTH: usize = 8;
 pub enum SelectItem {
     /// `*`
     Star,
-    /// `[alias:]column[::cast]`; `cast` is `[A-Za-z0-9_]+`, still to be whitelisted.
-    Field { column: Column, alias: Option<String>, cast: Option<String> },
+    /// `[alias:]column[->path][::cast]`; `cast` is `[A-Za-z0-9_]+`, still to be whitelisted.
+    /// `path` is empty for the column itself.
+    Field { column: Column, path: Vec<JsonStep>, alias: Option<String>, cast: Option<String> },
     /// `[alias:]count()[::cast]` or `[alias:]column[::cast].fn()[::cast]`.
     Aggregate(Aggregate),
     /// `[alias:]rel[!hint][!inner|!left](items)` or `...rel(items)`.
@@ -21,6 +24,17 @@ pub enum SelectItem {
 }
 
 impl SelectItem {
+    /// A plain column, without path, alias or cast.
+    pub fn column(name: &str) -> SelectItem {
+        SelectItem::Field { column: Column(name.to_string()), path: Vec::new(), alias: None, cast: None }
+    }
+
+    /// The key of a field in the JSON object: the alias, else the last key of its JSON path
+    /// (`data->a->>b` → `b`, `arr->0` → `0`), else the column name (PostgREST's rule).
+    pub fn field_key(column: &str, path: &[JsonStep], alias: Option<&str>) -> String {
+        alias.map_or_else(|| default_name(column, path), str::to_string)
+    }
+
     /// Whether this list embeds anything or aggregates (then it needs the read planner).
     pub fn needs_plan(items: &[SelectItem]) -> bool {
         items.iter().any(|i| matches!(i, SelectItem::Aggregate(_) | SelectItem::Embed(_)))
@@ -113,9 +127,6 @@ fn parse_item(item: &str, depth: usize) -> Result<SelectItem> {
     if item == "*" {
         return Ok(SelectItem::Star);
     }
-    if let Some(i) = unquoted_bytes(item).find(|&(i, b)| b == b'-' && item.as_bytes().get(i + 1) == Some(&b'>')).map(|(i, _)| i) {
-        return Err(unsupported("JSON paths ('->') are not supported in 'select'").detail(&item[i..]));
-    }
     if let Some(rest) = item.strip_prefix("...") {
         let mut embed =
             parse_embed(rest, None, depth)?.ok_or_else(|| syntax("a spread needs an embedded resource: ...rel(cols)").detail(item))?;
@@ -133,6 +144,12 @@ fn parse_item(item: &str, depth: usize) -> Result<SelectItem> {
     }
     let mut cur = Cursor::new(&item[name_start..]);
     let column = parse_column(&mut cur)?;
+    let path = parse_json_path(&mut cur)?;
+    if !path.is_empty() {
+        let cast = parse_cast(&mut cur, b"")?;
+        expect_end(&cur, "the JSON path")?;
+        return Ok(SelectItem::Field { column, path, alias, cast });
+    }
     if cur.eat("()") {
         // `count()` is the only aggregate without a column
         return match column.as_str() {
@@ -155,7 +172,7 @@ fn parse_item(item: &str, depth: usize) -> Result<SelectItem> {
         return Ok(SelectItem::Aggregate(Aggregate { func, column: Some(column), alias, input_cast, cast }));
     }
     expect_end(&cur, "the select item")?;
-    Ok(SelectItem::Field { column, alias, cast: input_cast })
+    Ok(SelectItem::Field { column, path, alias, cast: input_cast })
 }
 
 /// `name[!hint][!inner|!left](items)`; `None` when `text` is not an embed (no `(` or `!`).
@@ -210,7 +227,7 @@ mod tests {
     }
 
     fn field(c: &str) -> SelectItem {
-        SelectItem::Field { column: Column(c.into()), alias: None, cast: None }
+        SelectItem::column(c)
     }
 
     fn embed(item: SelectItem) -> Embed {
@@ -278,7 +295,23 @@ mod tests {
         ] {
             assert!(parse_select_item(bad).is_err(), "{bad}");
         }
-        assert!(parse_select_item("a->b").unwrap_err().message.contains("JSON"));
+        for bad in ["data->", "data->>", "data->>a->b", "data->a.sum()", "data->a(x)", "data->a::", "data->a::int::text"] {
+            assert!(parse_select_item(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_paths_with_aliases_and_casts() {
+        let key = |k: &str, as_text| JsonStep { as_text, key: crate::grammar::path::JsonKey::Key(k.into()) };
+        let SelectItem::Field { column, path, alias, cast } = p("alias:data->a->>b::int") else { panic!() };
+        assert_eq!((column.as_str(), alias.as_deref(), cast.as_deref()), ("data", Some("alias"), Some("int")));
+        assert_eq!(path, vec![key("a", false), key("b", true)]);
+        let SelectItem::Field { path, alias, .. } = p("data->arr->0") else { panic!() };
+        assert_eq!(SelectItem::field_key("data", &path, alias.as_deref()), "0");
+        let SelectItem::Field { path, .. } = p("data->\"a,b\"") else { panic!() };
+        assert_eq!(SelectItem::field_key("data", &path, None), "a,b");
+        let e = embed(p("contacts(id,attributes->>city)"));
+        assert!(matches!(&e.select[1], SelectItem::Field { path, .. } if path.len() == 1));
     }
 
     #[test]

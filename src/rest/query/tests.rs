@@ -44,7 +44,7 @@ fn only_filter(s: &str) -> Filter {
 }
 
 fn field(c: &str, alias: Option<&str>, cast: Option<&str>) -> SelectItem {
-    SelectItem::Field { column: col(c), alias: alias.map(String::from), cast: cast.map(String::from) }
+    SelectItem::Field { column: col(c), path: Vec::new(), alias: alias.map(String::from), cast: cast.map(String::from) }
 }
 
 fn strs(v: &[&str]) -> Vec<String> {
@@ -87,12 +87,13 @@ fn select_errors() {
 }
 
 #[test]
-fn select_embeds_and_aggregates_parse_json_paths_do_not() {
+fn select_embeds_aggregates_and_json_paths_parse() {
     assert!(matches!(&q("select=id,rel(a,b)").select.unwrap()[1], SelectItem::Embed(e) if e.name == "rel" && e.select.len() == 2));
     assert!(matches!(&q("select=...rel(*)").select.unwrap()[0], SelectItem::Embed(e) if e.spread));
     assert!(matches!(&q("select=count()").select.unwrap()[0], SelectItem::Aggregate(_)));
-    unsupported_err("select=data->a", "JSON");
-    unsupported_err("select=data->>a::int", "JSON");
+    assert!(matches!(&q("select=data->a").select.unwrap()[0], SelectItem::Field { path, cast: None, .. } if path.len() == 1));
+    assert!(matches!(&q("select=x:data->>a::int").select.unwrap()[0], SelectItem::Field { cast: Some(c), .. } if c == "int"));
+    syntax_err("select=data->", "malformed JSON path");
     // a quoted '(' is just part of a name
     assert_eq!(q("select=%22f(x)%22").select, Some(vec![field("f(x)", None, None)]));
 }
@@ -115,7 +116,7 @@ fn embedded_parameters_are_kept_by_path() {
 #[test]
 fn order_forms() {
     let p = q("order=a,b.desc,c.asc.nullslast,d.nullsfirst,%22e+f%22.desc.nullsfirst");
-    let t = |c: &str, direction, nulls| OrderTerm { column: col(c), path: vec![], direction, nulls };
+    let t = |c: &str, direction, nulls| OrderTerm { relation: None, column: col(c), path: vec![], direction, nulls };
     assert_eq!(
         p.order,
         vec![
@@ -139,7 +140,10 @@ fn order_errors() {
     syntax_err("order=", "must not be empty");
     syntax_err("order=a,,b", "empty item");
     syntax_err("order=a&order=b", "more than once");
-    unsupported_err("order=rel(col).desc", "embedding");
+    syntax_err("order=rel(col.desc", "rel(column)");
+    syntax_err("order=rel().desc", "column name");
+    syntax_err("order=rel(a,b)", "rel(column)");
+    unsupported_err("order=rel!hint(col)", "hints");
     syntax_err("order=data->.desc", "malformed JSON path");
 }
 
@@ -778,6 +782,11 @@ fn json_paths_in_filters_logic_and_order() {
     );
     let Filter::Logic(t) = only_filter("or=(attributes->>plan.eq.pro,attributes->n.gt.3)") else { panic!() };
     assert_eq!(t.children[0], json_cond("attributes", &[("plan", true)], Operation::Cmp(CmpOp::Eq, "pro".into())));
+    let p = q("order=rel(name).desc.nullslast,r2(attributes->>x),id");
+    assert_eq!((p.order[0].relation.as_deref(), p.order[0].column.as_str()), (Some("rel"), "name"));
+    assert_eq!((p.order[0].direction, p.order[0].nulls), (Direction::Desc, Some(NullsOrder::Last)));
+    assert_eq!((p.order[1].relation.as_deref(), p.order[1].path.len()), (Some("r2"), 1));
+    assert_eq!(p.order[2].relation, None);
     let p = q("order=attributes->>score.desc.nullslast,arr->0");
     assert_eq!(p.order[0].path, vec![JsonStep { as_text: true, key: JsonKey::Key("score".into()) }]);
     assert_eq!(p.order[0].direction, Direction::Desc);

@@ -18,7 +18,7 @@ pub(crate) mod tests;
 pub use filter::{explain_count_sql, filter_sql, mentions, where_sql};
 pub use order::{order_sql, order_sql_on};
 pub use read::{BodyShape, ReadSql, plan_read_sql, plan_returning_sql};
-pub use select::{cast_type, select_sql};
+pub use select::{cast_type, field_sql, select_sql};
 
 use tokio_postgres::types::ToSql;
 

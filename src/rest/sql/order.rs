@@ -15,6 +15,10 @@ pub fn order_sql(table: &Table, terms: &[OrderTerm], params: &mut Params) -> Res
 pub fn order_sql_on(table: &Table, qual: &str, terms: &[OrderTerm], params: &mut Params) -> Result<String, ApiError> {
     let mut parts = Vec::with_capacity(terms.len());
     for t in terms {
+        if let Some(rel) = &t.relation {
+            // a related order needs its embed, which only the read planner renders
+            return Err(crate::rest::plan::not_embedded(std::slice::from_ref(rel)));
+        }
         let col = readable(table, t.column.as_str())?;
         let dir = if t.direction == Direction::Desc { "DESC" } else { "ASC" };
         let nulls = match t.nulls {

@@ -8,12 +8,12 @@
 
 use std::fmt::Write;
 
+use super::path::json_path_sql;
 use super::{Param, Params, filter_sql, mentions, readable};
 use crate::error::ApiError;
-use crate::rest::catalog::Table;
 use crate::rest::ident::quote_ident;
 use crate::rest::plan::{EmbedPlan, PlanItem, ReadPlan};
-use crate::rest::query::{Direction, NullsOrder, OrderTerm};
+use crate::rest::query::{Direction, NullsOrder, SelectItem};
 use crate::rest::relationship::Cardinality;
 
 /// Where a node's rows come from.
@@ -34,22 +34,46 @@ pub enum Mode {
     Count,
 }
 
-fn ordering(table: &Table, qual: &str, terms: &[OrderTerm]) -> Result<String, ApiError> {
-    let mut parts = Vec::with_capacity(terms.len());
-    for t in terms {
-        let col = readable(table, t.column.as_str())?;
+/// `ORDER BY …` of a node: its own columns (with JSON paths), or (`rel(col)`) the value its
+/// to-one embed's lateral exposes as `pgrst_o{i}` (see [`related_order_outputs`]).
+fn ordering(node: &ReadPlan<'_>, params: &mut Params) -> Result<String, ApiError> {
+    let mut parts = Vec::with_capacity(node.order.len());
+    for (i, t) in node.order.iter().enumerate() {
         let dir = if t.direction == Direction::Desc { "DESC" } else { "ASC" };
         let nulls = match t.nulls {
             Some(NullsOrder::First) => " NULLS FIRST",
             Some(NullsOrder::Last) => " NULLS LAST",
             None => "",
         };
-        parts.push(format!("{qual}.{} {dir}{nulls}", col.ident));
+        let lhs = match &t.relation {
+            Some(rel) => {
+                let e =
+                    node.embeds.iter().find(|e| &e.key == rel).ok_or_else(|| crate::rest::plan::not_embedded(std::slice::from_ref(rel)))?;
+                format!("{}.pgrst_o{i}", e.lateral)
+            }
+            None => {
+                let col = readable(node.table, t.column.as_str())?;
+                json_path_sql(format!("{}.{}", node.qual, col.ident), col, &t.path, params).0
+            }
+        };
+        parts.push(format!("{lhs} {dir}{nulls}"));
     }
     Ok(match parts.is_empty() {
         true => String::new(),
         false => format!(" ORDER BY {}", parts.join(", ")),
     })
+}
+
+/// The values `order=rel(col)` sorts on, as extra outputs `expr AS pgrst_o{i}` of the embed
+/// `e` (`i`: the term's position in the parent's order).
+fn related_order_outputs(parent: &ReadPlan<'_>, e: &EmbedPlan<'_>, params: &mut Params) -> Result<Vec<(usize, String)>, ApiError> {
+    let mut out = Vec::new();
+    for (i, t) in parent.order.iter().enumerate().filter(|(_, t)| t.relation.as_deref() == Some(e.key.as_str())) {
+        let col = readable(e.node.table, t.column.as_str())?;
+        let (expr, _) = json_path_sql(format!("{}.{}", e.node.qual, col.ident), col, &t.path, params);
+        out.push((i, expr));
+    }
+    Ok(out)
 }
 
 /// `a.x = b.y AND …` over column pairs.
@@ -68,6 +92,18 @@ pub fn node_sql(
     mode: Mode,
     params: &mut Params,
 ) -> Result<String, ApiError> {
+    node_sql_with(node, parent, source, mode, &[], params)
+}
+
+/// [`node_sql`] with `extra` outputs `(i, expr)` shown as `pgrst_o{i}` (related orders).
+fn node_sql_with(
+    node: &ReadPlan<'_>,
+    parent: Option<(&str, &EmbedPlan<'_>)>,
+    source: Source<'_>,
+    mode: Mode,
+    extra: &[(usize, String)],
+    params: &mut Params,
+) -> Result<String, ApiError> {
     let q = node.qual.as_str();
     let t = node.table;
     let grouped = node.has_aggregates();
@@ -76,12 +112,16 @@ pub fn node_sql(
 
     for item in &node.items {
         match item {
-            PlanItem::Column { col, alias, cast } => {
-                let expr = match cast {
-                    Some(c) => format!("{q}.{}::{c}", col.ident),
-                    None => format!("{q}.{}", col.ident),
+            PlanItem::Column { col, path, alias, cast } => {
+                let (expr, _) = json_path_sql(format!("{q}.{}", col.ident), col, path, params);
+                let expr = match (cast, path.is_empty()) {
+                    (Some(c), true) => format!("{expr}::{c}"),
+                    // `::` binds tighter than `->`
+                    (Some(c), false) => format!("({expr})::{c}"),
+                    (None, _) => expr,
                 };
-                outputs.push(format!("{expr} AS {}", quote_ident(alias.as_deref().unwrap_or(&col.name))));
+                let key = SelectItem::field_key(&col.name, path, alias.as_deref());
+                outputs.push(format!("{expr} AS {}", quote_ident(&key)));
                 group_by.push(expr);
             }
             PlanItem::Aggregate { func, col, alias, input_cast, cast } => {
@@ -120,14 +160,35 @@ pub fn node_sql(
         }
     }
 
+    for (i, expr) in extra {
+        outputs.push(format!("{expr} AS pgrst_o{i}"));
+        if grouped {
+            group_by.push(expr.clone());
+        }
+    }
+
     let mut conds = Vec::new();
     for e in &node.embeds {
         if mode == Mode::Count && !e.filters_parent() {
             continue;
         }
-        let sub = node_sql(&e.node, Some((q, e)), Source::Table, Mode::Rows, params)?;
+        let related = match mode {
+            Mode::Rows => related_order_outputs(node, e, params)?,
+            Mode::Count => Vec::new(),
+        };
+        let sub = node_sql_with(&e.node, Some((q, e)), Source::Table, Mode::Rows, &related, params)?;
         let names = e.node.output_names();
         let lateral = match (e.spread, e.rel.is_to_one()) {
+            // the order values ride beside the object, outside it
+            (false, true) if !related.is_empty() => {
+                let shown: Vec<String> = names.iter().map(|n| format!("pgrst_x.{}", quote_ident(n))).collect();
+                let keys: Vec<String> = related.iter().map(|(i, _)| format!(", pgrst_x.pgrst_o{i}")).collect();
+                format!(
+                    "SELECT row_to_json(pgrst_r) AS pgrst_j{} FROM ({sub}) pgrst_x CROSS JOIN LATERAL (SELECT {}) pgrst_r",
+                    keys.concat(),
+                    shown.join(", ")
+                )
+            }
             (false, true) => format!("SELECT row_to_json(pgrst_r) AS pgrst_j FROM ({sub}) pgrst_r"),
             (false, false) => format!("SELECT json_agg(pgrst_r) AS pgrst_j FROM ({sub}) pgrst_r"),
             (true, true) => sub,
@@ -211,7 +272,7 @@ pub fn node_sql(
         let _ = write!(sql, " GROUP BY {}", group_by.join(", "));
     }
     if mode == Mode::Rows {
-        sql.push_str(&ordering(t, q, &node.order)?);
+        sql.push_str(&ordering(node, params)?);
     }
     if parent.is_some() {
         if let Some(limit) = node.limit {
@@ -301,6 +362,25 @@ mod tests {
         assert!(s.contains("LEFT JOIN LATERAL (SELECT pgrst_1.\"name\" AS \"group_name\" FROM public.\"groups\" pgrst_1"), "{s}");
         let s = sql("groups", "select=name,...contacts(first_name)");
         assert!(s.contains("coalesce(pgrst_1_e.\"first_name\", '[]') AS \"first_name\""), "{s}");
+    }
+
+    #[test]
+    fn related_orders_sort_on_a_value_beside_the_to_one_object() {
+        let s = sql("campaigns", "select=name,groups(id)&order=groups(name).desc.nullslast,name");
+        assert!(
+            s.contains(
+                "LEFT JOIN LATERAL (SELECT row_to_json(pgrst_r) AS pgrst_j, pgrst_x.pgrst_o0 FROM (SELECT pgrst_1.\"id\" AS \"id\", \
+                 pgrst_1.\"name\" AS pgrst_o0 FROM public.\"groups\" pgrst_1"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("CROSS JOIN LATERAL (SELECT pgrst_x.\"id\") pgrst_r) pgrst_1_e ON TRUE"), "{s}");
+        assert!(s.ends_with("ORDER BY pgrst_1_e.pgrst_o0 DESC NULLS LAST, \"campaigns\".\"name\" ASC"), "{s}");
+        let s = sql("campaigns", "select=name,...groups(name)&order=groups(name)");
+        assert!(s.ends_with("ORDER BY pgrst_1_e.pgrst_o0 ASC"), "a spread exposes the value as a column: {s}");
+        // JSON paths order embedded nodes too
+        let s = sql("groups", "select=name,contacts(first_name)&contacts.order=first_name->>x");
+        assert!(s.contains("ORDER BY pgrst_1.\"first_name\"->>$1::text ASC"), "{s}");
     }
 
     #[test]

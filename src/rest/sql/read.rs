@@ -48,7 +48,7 @@ impl ReadSql<'_> {
     pub fn build(&self) -> Result<(String, Params), ApiError> {
         let t = self.table;
         let mut params = Params::default();
-        let select = select_sql(t, &t.ident, self.select)?;
+        let select = select_sql(t, &t.ident, self.select, &mut params)?;
         let filter = where_sql(t, self.filters, false, &mut params)?;
         let order = order_sql(t, self.order, &mut params)?;
         let limit = params.push(Param::Int(self.limit));

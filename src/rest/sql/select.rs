@@ -1,11 +1,12 @@
 //! The select list.
 
-use std::fmt::Write;
-
-use super::readable;
+use super::path::json_path_sql;
+use super::{Params, readable};
 use crate::error::ApiError;
+use crate::grammar::path::JsonStep;
 use crate::rest::catalog::Table;
 use crate::rest::errors;
+use crate::rest::ident::quote_ident;
 use crate::rest::query::SelectItem;
 
 /// Type casts allowed in `select=col::type`.
@@ -44,21 +45,35 @@ pub fn cast_type(cast: &str) -> Result<String, ApiError> {
     }
 }
 
+/// One selected field: `qual.col[->path][::cast] AS key`. JSON path keys become parameters.
+pub fn field_sql(
+    table: &Table,
+    qual: &str,
+    (column, path, alias, cast): (&str, &[JsonStep], Option<&str>, Option<&str>),
+    params: &mut Params,
+) -> Result<(String, String), ApiError> {
+    let col = readable(table, column)?;
+    let (mut expr, _) = json_path_sql(format!("{qual}.{}", col.ident), col, path, params);
+    if let Some(cast) = cast {
+        // `::` binds tighter than `->`: the path is parenthesised before the cast
+        expr = match path.is_empty() {
+            true => format!("{expr}::{}", cast_type(cast)?),
+            false => format!("({expr})::{}", cast_type(cast)?),
+        };
+    }
+    Ok((expr, SelectItem::field_key(&col.name, path, alias)))
+}
+
 /// The select list over `qual`: `*` is every column the role may read.
-pub fn select_sql(table: &Table, qual: &str, items: Option<&[SelectItem]>) -> Result<String, ApiError> {
+pub fn select_sql(table: &Table, qual: &str, items: Option<&[SelectItem]>, params: &mut Params) -> Result<String, ApiError> {
     let star = [SelectItem::Star];
     let mut out = Vec::new();
     for item in items.unwrap_or(&star) {
         match item {
             SelectItem::Star => out.extend(table.selectable().map(|c| format!("{qual}.{}", c.ident))),
-            SelectItem::Field { column, alias, cast } => {
-                let col = readable(table, column.as_str())?;
-                let mut s = format!("{qual}.{}", col.ident);
-                if let Some(cast) = cast {
-                    let _ = write!(s, "::{}", cast_type(cast)?);
-                }
-                let _ = write!(s, " AS {}", crate::rest::ident::quote_ident(alias.as_deref().unwrap_or(&col.name)));
-                out.push(s);
+            SelectItem::Field { column, path, alias, cast } => {
+                let (expr, key) = field_sql(table, qual, (column.as_str(), path, alias.as_deref(), cast.as_deref()), params)?;
+                out.push(format!("{expr} AS {}", quote_ident(&key)));
             }
             // the read planner renders these (see `plan`); a flat list never holds them
             SelectItem::Aggregate(_) | SelectItem::Embed(_) => {
