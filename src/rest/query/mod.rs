@@ -5,10 +5,12 @@
 //! `limit`/`offset` with a `Range`. Identifiers stay strings ([`Column`]) for the caller to
 //! check against the catalog and quote; filter values stay strings for the SQL builder.
 //!
-//! Rejected as [`ErrorKind::UnsupportedFeature`]: resource embedding (`rel(cols)`, `rel.col=…`,
-//! spreads, hints), aggregates, operator modifiers (`like(any)`),
-//! full-text search and the array/range operators. Parsing never panics, recurses at most
-//! [`MAX_LOGIC_DEPTH`] levels deep and takes time linear in the input.
+//! `select=` carries embedding (`rel(cols)`, hints, `!inner`, spreads, aliases), aggregates,
+//! JSON paths and casts (parsed in `select.rs`/`embed.rs`, planned in `rest::plan`); embedded
+//! filters and orders (`rel.col=…`, `rel.order=…`) are keyed by their path. Rejected as
+//! [`ErrorKind::UnsupportedFeature`]: embedding syntax where only columns are allowed
+//! (`on_conflict=`, `columns=`) and operator modifiers an operator does not take. Parsing never
+//! panics, recurses at most [`MAX_LOGIC_DEPTH`] levels deep and takes time linear in the input.
 
 mod embed;
 mod order;
