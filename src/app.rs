@@ -55,6 +55,9 @@ impl Application {
             .with_slow_query(settings.slow_query);
         let core = Arc::new(Core::new(settings, db, jwt));
         let tasks = CancellationToken::new();
+        // The Prometheus recorder before any background task records (webhook queue gauges,
+        // listener counters): a metric recorded before it is installed is lost.
+        crate::ops::metrics::handle();
 
         let rest = Arc::new(RestState::load(core.clone()).await?);
         let mut reload_config = app_config.clone();

@@ -599,3 +599,41 @@ async fn shutdown_ends_the_delivery_tasks_and_their_connections() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_tenant_admin_reads_the_delivery_logs_but_can_neither_forge_nor_change_nor_erase_them() {
+    let mut s = setup(PRIVATE_OK).await;
+    let mut rx = Receiver::start(vec![Reply::Status(200)]).await;
+    let hook = add_hook(&s.owner, s.world.tenant_a, &rx.url, &secret()).await;
+    add_contact(&s.owner, s.world.tenant_a).await;
+    rx.next().await;
+    let log = next_log(&mut s.admin_ws).await;
+    let admin = s.app.token_for(s.world.admin_a, Some(s.world.tenant_a));
+    let logs = s.app.get_json("/rest/webhook_logs?select=id,status_code", &admin, 200).await;
+    assert_eq!(logs, json!([{"id": log["id"], "status_code": 200}]), "the admin reads the attempt");
+
+    let send = |method: reqwest::Method, path: String, body: Value| {
+        s.app
+            .http
+            .request(method, s.app.url(&path))
+            .bearer_auth(&admin)
+            .header("x-tenant-id", s.world.tenant_a.to_string())
+            .json(&body)
+            .send()
+    };
+    let forged = json!({"webhook_id": hook, "event_type": "contact_created", "status_code": 200});
+    let by_id = format!("/rest/webhook_logs?id=eq.{}", log["id"].as_str().unwrap());
+    for (what, resp) in [
+        ("forge", send(reqwest::Method::POST, "/rest/webhook_logs".into(), forged).await.unwrap()),
+        ("change", send(reqwest::Method::PATCH, by_id.clone(), json!({"status_code": 500})).await.unwrap()),
+        ("erase", send(reqwest::Method::DELETE, by_id.clone(), Value::Null).await.unwrap()),
+    ] {
+        let status = resp.status().as_u16();
+        assert!(matches!(status, 403 | 405), "{what}: {status} {}", resp.text().await.unwrap_or_default());
+    }
+    let still: (i64, i32) = {
+        let row = s.owner.query_one("SELECT count(*), max(status_code) FROM webhook_logs WHERE webhook_id = $1", &[&hook]).await.unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(still, (1, 200), "the log is exactly what the delivery wrote");
+}
