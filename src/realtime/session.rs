@@ -205,12 +205,7 @@ impl Session {
 
     /// Writes one frame, unless the session is killed meanwhile.
     pub(super) async fn send(&mut self, message: Message) -> Result<(), Stop> {
-        let link = self.link.clone();
-        tokio::select! {
-            biased;
-            kill = link.killed() => Err(Stop::Killed(kill)),
-            sent = self.socket.get().send(message) => sent.map_err(|_| Stop::Gone),
-        }
+        write(self.socket.get(), Some(&self.link), message).await.map_err(|kill| kill.map_or(Stop::Gone, Stop::Killed))
     }
 
     /// The cursor a client resumes from: nothing after it is lost.
@@ -243,6 +238,26 @@ impl Session {
         let bound = if lagging { LAG_FLUSH } else { CLOSE_FLUSH };
         let _ = tokio::time::timeout(bound, closing).await;
         tracing::debug!(session = self.link.id, code, reason, cursor, "websocket session closed");
+    }
+}
+
+/// Writes one frame unless the session is killed first: `Err(Some(kill))` killed, `Err(None)`
+/// the socket failed. The same as a biased select of the kill signal and the write, except
+/// that the kill signal is only waited on (a registration with its `Notify`) when the write
+/// has to wait: most writes complete at once.
+pub(super) async fn write(socket: &mut Socket, link: Option<&SessionLink>, message: Message) -> Result<(), Option<Kill>> {
+    let Some(link) = link else { return socket.send(message).await.map_err(|_| None) };
+    if let Some(kill) = link.kill_reason() {
+        return Err(Some(kill));
+    }
+    let mut sending = socket.send(message);
+    if let std::task::Poll::Ready(sent) = futures::poll!(&mut sending) {
+        return sent.map_err(|_| None);
+    }
+    tokio::select! {
+        biased;
+        kill = link.killed() => Err(Some(kill)),
+        sent = sending => sent.map_err(|_| None),
     }
 }
 

@@ -29,7 +29,7 @@ use crate::limits::SessionPermit;
 use crate::realtime::event::{Event, Role};
 use crate::realtime::hub::{Kill, Outbound, SessionId, SessionLink};
 use crate::realtime::protocol::close;
-use crate::realtime::session::{Heard, Inbound, OwnedSocket, Socket};
+use crate::realtime::session::{Heard, Inbound, OwnedSocket, Socket, write};
 use crate::realtime::subscription::Channel as HubChannel;
 
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
@@ -255,14 +255,8 @@ impl Session {
     }
 
     async fn send(&mut self, message: WsMessage) -> Result<(), Stop> {
-        match self.ident.as_ref().map(|i| i.link.clone()) {
-            Some(link) => tokio::select! {
-                biased;
-                kill = link.killed() => Err(Stop::Killed(kill)),
-                sent = self.socket.get().send(message) => sent.map_err(|_| Stop::Gone),
-            },
-            None => self.socket.get().send(message).await.map_err(|_| Stop::Gone),
-        }
+        let link = self.ident.as_ref().map(|i| &*i.link);
+        write(self.socket.get(), link, message).await.map_err(|kill| kill.map_or(Stop::Gone, Stop::Killed))
     }
 
     async fn finish(mut self, stop: Stop) {
