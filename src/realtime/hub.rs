@@ -2,16 +2,19 @@
 //!
 //! `publish` runs on the listener task, once per event, in seq order. It takes the index's
 //! read lock (a std lock, never held across an await), checks each candidate subscription
-//! and `try_send`s the shared `Arc<Event>` into the session's bounded queue. A full queue
+//! and pushes the shared `Arc<Event>` into the session's bounded queue. A full queue
 //! marks the session lagging (it closes itself with a resume cursor); a closed queue means
 //! the session is gone. Neither ever blocks or slows the others.
+//!
+//! A session's queue is a `VecDeque` behind a std mutex held for one push or pop: an idle
+//! session's queue holds no allocation, and one drained after a burst gives its memory back
+//! (a tokio `mpsc` channel allocates a 32-slot block and a cache-padded header up front).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::event::{Event, Role};
@@ -38,21 +41,82 @@ pub enum Kill {
     UserDisabled,
 }
 
-/// The hub's handle on one session.
+/// A queue drained to empty keeps at most this many slots; a larger one (after a burst) is freed.
+const KEEP_DRAINED_SLOTS: usize = 8;
+
+/// The hub's handle on one session, and the session's bounded queue.
 pub struct SessionLink {
     pub id: SessionId,
     pub user_id: Uuid,
-    tx: mpsc::Sender<Outbound>,
+    capacity: usize,
+    queue: Mutex<Queue>,
+    ready: Notify,
     kill: OnceLock<Kill>,
     killed: Notify,
     last_pushed: AtomicI64,
 }
 
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Outbound>,
+    /// The session ended: nothing is queued any more.
+    closed: bool,
+}
+
 impl SessionLink {
-    pub fn new(id: SessionId, user_id: Uuid, capacity: usize) -> (Arc<Self>, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let link = SessionLink { id, user_id, tx, kill: OnceLock::new(), killed: Notify::new(), last_pushed: AtomicI64::new(0) };
-        (Arc::new(link), rx)
+    pub fn new(id: SessionId, user_id: Uuid, capacity: usize) -> Arc<Self> {
+        Arc::new(SessionLink {
+            id,
+            user_id,
+            capacity: capacity.max(1),
+            queue: Mutex::default(),
+            ready: Notify::new(),
+            kill: OnceLock::new(),
+            killed: Notify::new(),
+            last_pushed: AtomicI64::new(0),
+        })
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next queued item, if any. A queue drained after a burst releases its memory.
+    pub fn try_recv(&self) -> Option<Outbound> {
+        let mut queue = self.queue();
+        let item = queue.items.pop_front();
+        if queue.items.is_empty() && queue.items.capacity() > KEEP_DRAINED_SLOTS {
+            queue.items = VecDeque::new();
+        }
+        item
+    }
+
+    /// Waits for the next queued item (cancel-safe: an item is only taken when returned).
+    pub async fn recv(&self) -> Outbound {
+        loop {
+            if let Some(item) = self.try_recv() {
+                return item;
+            }
+            // `notify_one` leaves a permit when nobody waits: a push between the check and
+            // this await is not missed.
+            self.ready.notified().await;
+        }
+    }
+
+    /// The session ended: drops what is queued and refuses further items.
+    pub fn close(&self) {
+        let items = {
+            let mut queue = self.queue();
+            queue.closed = true;
+            std::mem::take(&mut queue.items)
+        };
+        drop(items);
+    }
+
+    /// Slots the queue holds allocated (tests: an idle or drained queue holds none to few).
+    #[cfg(test)]
+    pub(crate) fn queue_slots(&self) -> usize {
+        self.queue().items.capacity()
     }
 
     pub fn kill(&self, why: Kill) {
@@ -75,15 +139,23 @@ impl SessionLink {
         }
     }
 
+    /// Queues an item without waiting. `Err(true)`: the queue is full and the session is cut
+    /// as lagging; `Err(false)`: the session has ended.
     pub(crate) fn push(&self, item: Outbound) -> Result<(), bool> {
-        match self.tx.try_send(item) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => {
-                self.kill(Kill::Lagging);
-                Err(true)
+        {
+            let mut queue = self.queue();
+            if queue.closed {
+                return Err(false);
             }
-            Err(TrySendError::Closed(_)) => Err(false),
+            if queue.items.len() >= self.capacity {
+                drop(queue);
+                self.kill(Kill::Lagging);
+                return Err(true);
+            }
+            queue.items.push_back(item);
         }
+        self.ready.notify_one();
+        Ok(())
     }
 }
 

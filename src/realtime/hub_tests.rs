@@ -15,23 +15,17 @@ fn event(seq: i64, tenant: Uuid, table: &str, op: &str, row: serde_json::Value) 
     Arc::new(Event::decode(&json.to_string()).unwrap())
 }
 
-fn session(
-    hub: &Hub,
-    id: u64,
-    user: Uuid,
-    capacity: usize,
-    subs: &[(Channel, Role)],
-) -> (Arc<SessionLink>, tokio::sync::mpsc::Receiver<Outbound>) {
-    let (link, rx) = SessionLink::new(id, user, capacity);
+fn session(hub: &Hub, id: u64, user: Uuid, capacity: usize, subs: &[(Channel, Role)]) -> (Arc<SessionLink>, Arc<SessionLink>) {
+    let link = SessionLink::new(id, user, capacity);
     hub.register(link.clone());
     for (channel, role) in subs {
         hub.subscribe(id, Arc::new(Subscription::whole(*channel, *role))).unwrap();
     }
-    (link, rx)
+    (link.clone(), link)
 }
 
-fn seqs(rx: &mut tokio::sync::mpsc::Receiver<Outbound>) -> Vec<i64> {
-    std::iter::from_fn(|| rx.try_recv().ok())
+fn seqs(rx: &mut Arc<SessionLink>) -> Vec<i64> {
+    std::iter::from_fn(|| rx.try_recv())
         .filter_map(|o| match o {
             Outbound::Event(e) => Some(e.seq),
             Outbound::Revoked(..) | Outbound::Cluster(_) => None,
@@ -74,9 +68,51 @@ fn deleting_a_membership_ends_that_tenants_subscription() {
     let (a, b, user) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let (_l, mut rx) = session(&hub, 1, user, 10, &[(Channel::Tenant(a), Role::TenantUser), (Channel::Tenant(b), Role::TenantUser)]);
     hub.publish(event(1, a, "memberships", "DELETE", json!({"user_id": user, "tenant_id": a, "role": "tenant_user"})));
-    let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+    let got: Vec<_> = std::iter::from_fn(|| rx.try_recv()).collect();
     assert!(matches!(got.as_slice(), [Outbound::Event(_), Outbound::Revoked(Channel::Tenant(t), "membership_revoked")] if *t == a));
     hub.publish(event(2, a, "contacts", "INSERT", json!({})));
     hub.publish(event(3, b, "contacts", "INSERT", json!({})));
     assert_eq!(seqs(&mut rx), [3]);
+}
+
+#[test]
+fn an_idle_queue_holds_no_memory_and_a_drained_one_gives_it_back() {
+    let hub = Hub::default();
+    let tenant = Uuid::new_v4();
+    let (link, mut rx) = session(&hub, 1, Uuid::new_v4(), 1024, &[(Channel::Tenant(tenant), Role::TenantUser)]);
+    assert_eq!(link.queue_slots(), 0, "nothing is allocated before the first event");
+    for seq in 1..=300 {
+        hub.publish(event(seq, tenant, "contacts", "INSERT", json!({})));
+    }
+    assert!(link.queue_slots() >= 300);
+    assert_eq!(seqs(&mut rx).len(), 300, "every event of the burst is delivered, in order");
+    assert_eq!(link.queue_slots(), 0, "the drained queue released its burst-sized buffer");
+    assert_eq!(link.kill_reason(), None);
+}
+
+#[test]
+fn a_closed_queue_refuses_items_and_the_hub_drops_the_session() {
+    let hub = Hub::default();
+    let tenant = Uuid::new_v4();
+    let (link, mut rx) = session(&hub, 1, Uuid::new_v4(), 10, &[(Channel::Tenant(tenant), Role::TenantUser)]);
+    hub.publish(event(1, tenant, "contacts", "INSERT", json!({})));
+    link.close();
+    assert!(seqs(&mut rx).is_empty(), "closing drops what was queued");
+    hub.publish(event(2, tenant, "contacts", "INSERT", json!({})));
+    assert!(seqs(&mut rx).is_empty());
+    assert_eq!(hub.census().0, 0, "a closed session leaves the index");
+    assert_eq!(link.kill_reason(), None, "an ended session is not lagging");
+}
+
+#[tokio::test]
+async fn recv_waits_for_a_push() {
+    let link = SessionLink::new(1, Uuid::new_v4(), 4);
+    let waiter = {
+        let link = link.clone();
+        tokio::spawn(async move { link.recv().await })
+    };
+    tokio::task::yield_now().await;
+    link.push(Outbound::Revoked(Channel::All, "test")).unwrap();
+    let got = waiter.await.unwrap();
+    assert!(matches!(got, Outbound::Revoked(Channel::All, "test")));
 }

@@ -1,17 +1,18 @@
-//! One WebSocket session: a reader task for inbound frames and this task, which owns the
-//! socket's write half and drains the session's bounded queue. Nothing here holds a lock
-//! across an await; every socket write also watches the session's kill signal, so a
+//! One WebSocket session, one task: it owns the socket, reads the client's frames, drains
+//! the session's bounded queue, pings, and watches the token's expiry. Nothing here holds a
+//! lock across an await; every socket write also watches the session's kill signal, so a
 //! blocked socket never keeps a lagging or shutting-down session alive.
+//!
+//! An idle session is one parked task whose future stays small: the rare, heavy steps
+//! (subscribing with a replay, client commands, the closing handshake) run boxed, so their
+//! database futures take memory only while they run.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
-use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
@@ -62,14 +63,28 @@ pub(super) enum Inbound {
 /// The server side of an upgraded connection.
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
+/// A session's socket. The upgraded connection is `Send` but not `Sync`; the session only
+/// ever reaches it through `&mut` (`Mutex::get_mut`, no locking), so a `&Session` held across
+/// an await keeps the session's future `Send`.
+pub struct OwnedSocket(std::sync::Mutex<Socket>);
+
+impl OwnedSocket {
+    pub fn new(socket: Socket) -> Self {
+        Self(std::sync::Mutex::new(socket))
+    }
+
+    pub fn get(&mut self) -> &mut Socket {
+        self.0.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 pub struct Session {
     pub(super) state: Arc<Realtime>,
     pub(super) principal: Principal,
     pub(super) lang: Lang,
     pub(super) link: Arc<SessionLink>,
-    sink: SplitSink<Socket, Message>,
-    queue: mpsc::Receiver<Outbound>,
-    inbound: mpsc::Receiver<Inbound>,
+    socket: OwnedSocket,
+    heard: Heard,
     /// Every event up to here was delivered or did not concern the session.
     pub(super) cursor: i64,
     /// Progress of a replay in flight (a resume must not skip what it has not sent yet).
@@ -81,48 +96,38 @@ pub struct Session {
     /// Queued events up to here are re-checked against the current subscriptions.
     pub(super) recheck_through: i64,
     pub(super) deadline: tokio::time::Instant,
-    seen_ms: Arc<AtomicU64>,
-    epoch: Instant,
 }
 
 /// Runs a session to its end. Called once the upgrade has completed.
 pub async fn run(state: Arc<Realtime>, socket: Socket, admission: Admission) {
     let rt = &*state;
     let id = rt.next_session_id();
-    let (link, queue) = SessionLink::new(id, admission.principal.user_id, rt.queue_capacity);
+    let link = SessionLink::new(id, admission.principal.user_id, rt.queue_capacity);
     rt.hub.register(link.clone());
-    let (sink, stream) = socket.split();
-    let (inbound_tx, inbound) = mpsc::channel(8);
-    let (seen_ms, epoch) = (Arc::new(AtomicU64::new(0)), Instant::now());
-    let frames = rt.limits.frame_limiter();
-    let reader = tokio::spawn(read_loop(stream, inbound_tx, seen_ms.clone(), epoch, frames));
     let mut session = Session {
         state: state.clone(),
         deadline: deadline_of(admission.principal.expires_at),
         principal: admission.principal,
         lang: admission.lang,
-        link,
-        sink,
-        queue,
-        inbound,
+        link: link.clone(),
+        socket: OwnedSocket::new(socket),
+        heard: Heard::new(rt.limits.frame_limiter()),
         cursor: 0,
         replaying: None,
         replayed: HashMap::new(),
         started: HashMap::new(),
         recheck_through: 0,
-        seen_ms,
-        epoch,
     };
     let channel = admission.tenant.map_or(Channel::All, Channel::Tenant);
     let tenant_ids = vec![admission.tenant.map_or_else(|| "*".to_string(), |t| t.to_string())];
     let sub = Arc::new(Subscription::whole(channel, admission.role));
-    let stop = match session.open(sub, admission.since, Some(tenant_ids)).await {
+    let stop = match Box::pin(session.open(sub, admission.since, Some(tenant_ids))).await {
         Ok(()) => session.serve().await,
         Err(stop) => stop,
     };
-    session.finish(stop).await;
+    Box::pin(session.finish(stop)).await;
     state.hub.unregister(id);
-    reader.abort();
+    link.close();
 }
 
 /// The instant a token's `exp` falls due.
@@ -141,8 +146,11 @@ impl Session {
                 biased;
                 kill = link.killed() => Err(Stop::Killed(kill)),
                 _ = tokio::time::sleep_until(self.deadline) => Err(Stop::Close(close::TOKEN_EXPIRED, "token_expired")),
-                msg = self.inbound.recv() => self.on_inbound(msg).await,
-                item = self.queue.recv() => self.on_outbound(item).await,
+                msg = self.socket.get().next() => match self.heard.take(msg) {
+                    Some(inbound) => Box::pin(self.on_inbound(Some(inbound))).await,
+                    None => Ok(()),
+                },
+                item = link.recv() => self.on_outbound(item).await,
                 _ = keepalive.tick() => self.keepalive(every).await,
             };
             if let Err(stop) = step {
@@ -151,16 +159,15 @@ impl Session {
         }
     }
 
-    async fn on_outbound(&mut self, item: Option<Outbound>) -> Result<(), Stop> {
+    async fn on_outbound(&mut self, item: Outbound) -> Result<(), Stop> {
         match item {
-            Some(Outbound::Event(event)) => self.deliver(&event).await,
-            Some(Outbound::Revoked(channel, reason)) => {
+            Outbound::Event(event) => self.deliver(&event).await,
+            Outbound::Revoked(channel, reason) => {
                 self.replayed.remove(&channel);
                 self.started.remove(&channel);
                 self.send_text(protocol::unsubscribed(channel, reason)).await
             }
-            Some(Outbound::Cluster(_)) => Ok(()),
-            None => Err(Stop::Gone),
+            Outbound::Cluster(_) => Ok(()),
         }
     }
 
@@ -186,8 +193,7 @@ impl Session {
     }
 
     async fn keepalive(&mut self, every: Duration) -> Result<(), Stop> {
-        let seen = Duration::from_millis(self.seen_ms.load(Ordering::Relaxed));
-        if self.epoch.elapsed().saturating_sub(seen) > every * 2 {
+        if self.heard.silent_for() > every * 2 {
             return Err(Stop::Close(close::NO_PONG, "keepalive_timeout"));
         }
         self.send(Message::Ping(Default::default())).await
@@ -199,12 +205,7 @@ impl Session {
 
     /// Writes one frame, unless the session is killed meanwhile.
     pub(super) async fn send(&mut self, message: Message) -> Result<(), Stop> {
-        let link = self.link.clone();
-        tokio::select! {
-            biased;
-            kill = link.killed() => Err(Stop::Killed(kill)),
-            sent = self.sink.send(message) => sent.map_err(|_| Stop::Gone),
-        }
+        write(self.socket.get(), Some(&self.link), message).await.map_err(|kill| kill.map_or(Stop::Gone, Stop::Killed))
     }
 
     /// The cursor a client resumes from: nothing after it is lost.
@@ -216,7 +217,7 @@ impl Session {
         let cursor = self.resume_cursor();
         let (code, reason) = match stop {
             Stop::Gone => {
-                let _ = tokio::time::timeout(CLOSE_FLUSH, self.sink.close()).await;
+                let _ = tokio::time::timeout(CLOSE_FLUSH, SinkExt::close(self.socket.get())).await;
                 return;
             }
             Stop::Close(code, reason) => (code, reason),
@@ -225,14 +226,14 @@ impl Session {
             Stop::Killed(Kill::UserDisabled) => (close::FORBIDDEN, "user_disabled"),
         };
         let lagging = code == close::LAGGING;
-        let sink = &mut self.sink;
+        let sink = self.socket.get();
         let closing = async move {
             if lagging {
                 sink.send(Message::text(protocol::lagging(cursor))).await?;
             }
             let frame = CloseFrame { code: CloseCode::from(code), reason: protocol::close_reason(reason, cursor).into() };
             sink.send(Message::Close(Some(frame))).await?;
-            sink.close().await
+            SinkExt::close(sink).await
         };
         let bound = if lagging { LAG_FLUSH } else { CLOSE_FLUSH };
         let _ = tokio::time::timeout(bound, closing).await;
@@ -240,34 +241,79 @@ impl Session {
     }
 }
 
-/// Reads inbound frames until the socket ends; protocol pings are answered by the socket.
-/// Every text, binary or ping frame counts against the session's frame rate.
-pub(super) async fn read_loop(
-    mut stream: SplitStream<Socket>,
-    tx: mpsc::Sender<Inbound>,
-    seen_ms: Arc<AtomicU64>,
-    epoch: Instant,
+/// Writes one frame unless the session is killed first: `Err(Some(kill))` killed, `Err(None)`
+/// the socket failed. The same as a biased select of the kill signal and the write, except
+/// that the kill signal is only waited on (a registration with its `Notify`) when the write
+/// has to wait: most writes complete at once.
+pub(super) async fn write(socket: &mut Socket, link: Option<&SessionLink>, message: Message) -> Result<(), Option<Kill>> {
+    let Some(link) = link else { return socket.send(message).await.map_err(|_| None) };
+    if let Some(kill) = link.kill_reason() {
+        return Err(Some(kill));
+    }
+    let mut sending = socket.send(message);
+    if let std::task::Poll::Ready(sent) = futures::poll!(&mut sending) {
+        return sent.map_err(|_| None);
+    }
+    tokio::select! {
+        biased;
+        kill = link.killed() => Err(Some(kill)),
+        sent = sending => sent.map_err(|_| None),
+    }
+}
+
+/// The read side of a socket, for both protocols: what each item of the socket's stream means
+/// to the session, the session's inbound frame rate, and when the client was last heard.
+/// Protocol pings are answered by the socket itself.
+pub(super) struct Heard {
     frames: crate::limits::FrameLimiter,
-) {
-    while let Some(message) = stream.next().await {
-        seen_ms.store(u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    at: Instant,
+}
+
+impl Heard {
+    pub(super) fn new(frames: crate::limits::FrameLimiter) -> Self {
+        Self { frames, at: Instant::now() }
+    }
+
+    /// `None`: nothing for the session (a pong). Every text, binary or ping frame counts
+    /// against the session's frame rate.
+    pub(super) fn take(&mut self, item: Option<Result<Message, tungstenite::Error>>) -> Option<Inbound> {
+        let Some(message) = item else { return Some(Inbound::Closed) };
+        self.at = Instant::now();
         let counted = matches!(message, Ok(Message::Text(_) | Message::Binary(_) | Message::Ping(_)));
-        if counted && frames.check().is_err() {
-            let _ = tx.send(Inbound::TooFast).await;
-            return;
+        if counted && self.frames.check().is_err() {
+            return Some(Inbound::TooFast);
         }
-        let inbound = match message {
-            Ok(Message::Text(text)) => Inbound::Text(text.as_str().to_string()),
-            Ok(Message::Binary(bytes)) => Inbound::Binary(bytes.to_vec()),
-            Ok(Message::Close(_)) => Inbound::Closed,
-            Ok(_) => continue,
-            Err(tungstenite::Error::Capacity(_)) => Inbound::TooBig,
-            Err(_) => Inbound::Closed,
-        };
-        let last = matches!(inbound, Inbound::TooBig | Inbound::Closed);
-        if tx.send(inbound).await.is_err() || last {
-            return;
+        match message {
+            Ok(Message::Text(text)) => Some(Inbound::Text(text.as_str().to_string())),
+            Ok(Message::Binary(bytes)) => Some(Inbound::Binary(bytes.to_vec())),
+            Ok(Message::Close(_)) => Some(Inbound::Closed),
+            Ok(_) => None,
+            Err(tungstenite::Error::Capacity(_)) => Some(Inbound::TooBig),
+            Err(_) => Some(Inbound::Closed),
         }
     }
-    let _ = tx.send(Inbound::Closed).await;
+
+    /// How long since the client last sent anything (a pong included).
+    pub(super) fn silent_for(&self) -> Duration {
+        self.at.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The size of the future an async fn of three arguments returns.
+    fn future_size<A, B, C, F>(_: fn(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A session is one task whose future is allocated whole for the session's life: the
+    /// database work of subscribing, replaying and joining runs boxed, so it does not make
+    /// every idle session pay for its largest step (4.6 KiB before, unboxed).
+    #[test]
+    fn an_idle_session_task_is_small() {
+        let ws = future_size(super::run);
+        let phx = future_size(crate::realtime::phoenix::session::run);
+        assert!(ws <= 2048, "/ws session future: {ws} bytes");
+        assert!(phx <= 2048, "Phoenix session future: {phx} bytes");
+    }
 }

@@ -5,7 +5,8 @@
 //!
 //! The handshake is done here rather than by `warp::ws()` so that the socket gets rowcast's
 //! own configuration: small read/write buffers (an idle session must stay cheap: warp's
-//! default is 128 KiB of read buffer per socket) and a 64 KiB inbound limit.
+//! default is 128 KiB of read buffer per socket; rowcast's is 512 bytes) and a 64 KiB
+//! inbound limit.
 
 use std::sync::Arc;
 
@@ -45,10 +46,16 @@ pub fn route(state: Arc<Realtime>) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// The socket configuration of every session.
+/// Bytes of an idle socket's read buffer, and the most one read call takes. Client frames are
+/// small (commands, joins, heartbeats); a larger one grows the buffer to its size (at most
+/// 64 KiB), in reads of this size.
+pub(super) const READ_BUFFER_BYTES: usize = 512;
+
+/// The socket configuration of every session: a small read buffer, and no write buffering
+/// (each frame is written out at once; the write buffer only grows to the largest frame).
 pub(super) fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_message_size(Some(MAX_INBOUND_BYTES))
         .max_frame_size(Some(MAX_INBOUND_BYTES))

@@ -267,3 +267,58 @@ async fn a_relay_that_cannot_reconnect_is_reported_by_health_and_fills_the_gap_w
     assert_eq!(ids, written, "the hole is filled from app.events");
     health_becomes(&app, 200).await;
 }
+
+/// Upgrades `path` over a raw TCP socket and then never writes again (no pong either: a
+/// WebSocket client library answers pings whenever it reads). Reads until the server ends the
+/// connection; returns the pings received and the close code.
+async fn silent_client(port: u16, path: &str) -> (usize, Option<u16>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut bytes))
+        .await
+        .expect("a silent client is disconnected in time")
+        .expect("read");
+    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP response") + 4;
+    assert!(bytes.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&bytes[..head_end]));
+    // Server frames are unmasked: opcode, length (7 bits, or 16/64 bits after 126/127), payload.
+    let (mut at, mut pings, mut code) = (head_end, 0, None);
+    while at + 2 <= bytes.len() {
+        let opcode = bytes[at] & 0x0f;
+        let (len, header) = match bytes[at + 1] & 0x7f {
+            126 => (u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]) as usize, 4),
+            127 => (u64::from_be_bytes(bytes[at + 2..at + 10].try_into().unwrap()) as usize, 10),
+            n => (n as usize, 2),
+        };
+        let payload = &bytes[at + header..(at + header + len).min(bytes.len())];
+        match opcode {
+            0x9 => pings += 1,
+            0x8 if payload.len() >= 2 => code = Some(u16::from_be_bytes([payload[0], payload[1]])),
+            _ => {}
+        }
+        at += header + len;
+    }
+    (pings, code)
+}
+
+/// A client that stops answering pings is closed with 1011 after two keepalive intervals, on
+/// both endpoints (the session's own task reads the socket and notes when it last heard the
+/// client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_closed_after_two_keepalive_intervals() {
+    let app = spawn_app_with(|v| v.push(("ROWCAST_WS_KEEPALIVE_MS".into(), "150".into()))).await;
+    let owner = app.db.owner().await;
+    let w = World::create(&owner).await;
+    let token = app.token_for(w.user_a, Some(w.tenant_a));
+    let (pings, code) = silent_client(app.port, &format!("/ws?token={token}&tenant={}", w.tenant_a)).await;
+    assert!(pings >= 1, "pinged before giving up: {pings}");
+    assert_eq!(code, Some(1011), "/ws: keepalive_timeout");
+    let (pings, code) = silent_client(app.port, &format!("/realtime/v1/websocket?vsn=2.0.0&apikey={token}")).await;
+    assert!(pings >= 1, "pinged before giving up: {pings}");
+    assert_eq!(code, Some(1011), "Phoenix: keepalive_timeout");
+}

@@ -15,7 +15,7 @@
 
 pub mod changes;
 pub mod codec;
-mod session;
+pub(crate) mod session;
 
 use std::sync::Arc;
 

@@ -2,20 +2,18 @@
 //! options; the loop that reads client messages, drains the hub queue, keeps the socket alive
 //! and watches the token's expiry. Like `/ws`, nothing holds a lock across an await and every
 //! write watches the session's kill signal. Joining, token refresh and expiry live in `join`;
-//! broadcast and presence in `rooms`.
+//! broadcast and presence in `rooms`. One task per socket, as for `/ws` (`session.rs`): client
+//! messages run boxed, so an idle socket's task stays small.
 
 mod join;
 mod rooms;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use tungstenite::Message as WsMessage;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -31,7 +29,7 @@ use crate::limits::SessionPermit;
 use crate::realtime::event::{Event, Role};
 use crate::realtime::hub::{Kill, Outbound, SessionId, SessionLink};
 use crate::realtime::protocol::close;
-use crate::realtime::session::{Inbound, Socket, read_loop};
+use crate::realtime::session::{Heard, Inbound, OwnedSocket, Socket, write};
 use crate::realtime::subscription::Channel as HubChannel;
 
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
@@ -80,26 +78,19 @@ struct Session {
     requested_tenant: Option<Uuid>,
     apikey: Option<Principal>,
     ident: Option<Identity>,
-    queue: Option<mpsc::Receiver<Outbound>>,
     channels: HashMap<String, Joined>,
-    sink: SplitSink<Socket, WsMessage>,
-    inbound: mpsc::Receiver<Inbound>,
+    socket: OwnedSocket,
+    heard: Heard,
     deadline: Option<tokio::time::Instant>,
-    seen_ms: Arc<AtomicU64>,
-    epoch: Instant,
     presence_refs: u64,
     /// The user's concurrent-session slot (`ROWCAST_WS_MAX_SESSIONS_PER_USER`): taken at the
     /// upgrade when the `apikey` is the user's JWT, else by the first join; freed at the end.
     slot: Option<SessionPermit>,
 }
 
-pub async fn run(state: Arc<PhxState>, socket: Socket, admission: Admission) {
+pub(crate) async fn run(state: Arc<PhxState>, socket: Socket, admission: Admission) {
     let id = state.realtime.next_session_id();
-    let (sink, stream) = socket.split();
-    let (inbound_tx, inbound) = mpsc::channel(8);
-    let (seen_ms, epoch) = (Arc::new(AtomicU64::new(0)), Instant::now());
-    let frames = state.realtime.limits.frame_limiter();
-    let reader = tokio::spawn(read_loop(stream, inbound_tx, seen_ms.clone(), epoch, frames));
+    let heard = Heard::new(state.realtime.limits.frame_limiter());
     let mut session = Session {
         state: state.clone(),
         vsn: admission.vsn,
@@ -108,29 +99,26 @@ pub async fn run(state: Arc<PhxState>, socket: Socket, admission: Admission) {
         requested_tenant: admission.tenant,
         apikey: admission.apikey,
         ident: None,
-        queue: None,
         channels: HashMap::new(),
-        sink,
-        inbound,
+        socket: OwnedSocket::new(socket),
+        heard,
         deadline: None,
-        seen_ms,
-        epoch,
         presence_refs: 0,
         slot: admission.slot,
     };
     let stop = session.serve().await;
-    session.finish(stop).await;
-    reader.abort();
+    Box::pin(session.finish(stop)).await;
 }
 
-async fn recv_queue(queue: &mut Option<mpsc::Receiver<Outbound>>) -> Option<Outbound> {
-    match queue {
-        Some(q) => q.recv().await,
+/// The hub queue, once the first join registered the socket.
+async fn recv_queue(link: Option<&SessionLink>) -> Outbound {
+    match link {
+        Some(l) => l.recv().await,
         None => std::future::pending().await,
     }
 }
 
-async fn killed(link: Option<Arc<SessionLink>>) -> Kill {
+async fn killed(link: Option<&SessionLink>) -> Kill {
     match link {
         Some(l) => l.killed().await,
         None => std::future::pending().await,
@@ -152,11 +140,14 @@ impl Session {
             let link = self.ident.as_ref().map(|i| i.link.clone());
             let step = tokio::select! {
                 biased;
-                kill = killed(link) => Err(Stop::Killed(kill)),
+                kill = killed(link.as_deref()) => Err(Stop::Killed(kill)),
                 _ = self.state.realtime.stopped() => Err(Stop::Killed(Kill::Shutdown)),
-                _ = expiry(self.deadline) => self.expired().await,
-                msg = self.inbound.recv() => self.on_inbound(msg).await,
-                item = recv_queue(&mut self.queue) => self.on_outbound(item).await,
+                _ = expiry(self.deadline) => Box::pin(self.expired()).await,
+                msg = self.socket.get().next() => match self.heard.take(msg) {
+                    Some(inbound) => Box::pin(self.on_inbound(Some(inbound))).await,
+                    None => Ok(()),
+                },
+                item = recv_queue(link.as_deref()) => self.on_outbound(item).await,
                 _ = keepalive.tick() => self.keepalive(every).await,
             };
             if let Err(stop) = step {
@@ -224,12 +215,11 @@ impl Session {
 
     // ---- outbound ------------------------------------------------------------------------
 
-    async fn on_outbound(&mut self, item: Option<Outbound>) -> Result<(), Stop> {
+    async fn on_outbound(&mut self, item: Outbound) -> Result<(), Stop> {
         match item {
-            Some(Outbound::Event(event)) => self.deliver(&event).await,
-            Some(Outbound::Cluster(message)) => self.relay(&message).await,
-            Some(Outbound::Revoked(_, reason)) => self.close_all(reason).await,
-            None => Err(Stop::Gone),
+            Outbound::Event(event) => self.deliver(&event).await,
+            Outbound::Cluster(message) => self.relay(&message).await,
+            Outbound::Revoked(_, reason) => Box::pin(self.close_all(reason)).await,
         }
     }
 
@@ -254,8 +244,7 @@ impl Session {
     // ---- socket --------------------------------------------------------------------------
 
     async fn keepalive(&mut self, every: Duration) -> Result<(), Stop> {
-        let seen = Duration::from_millis(self.seen_ms.load(Ordering::Relaxed));
-        if self.epoch.elapsed().saturating_sub(seen) > every * 2 {
+        if self.heard.silent_for() > every * 2 {
             return Err(Stop::Close(close::NO_PONG, "keepalive_timeout"));
         }
         self.send(WsMessage::Ping(Default::default())).await
@@ -266,20 +255,15 @@ impl Session {
     }
 
     async fn send(&mut self, message: WsMessage) -> Result<(), Stop> {
-        match self.ident.as_ref().map(|i| i.link.clone()) {
-            Some(link) => tokio::select! {
-                biased;
-                kill = link.killed() => Err(Stop::Killed(kill)),
-                sent = self.sink.send(message) => sent.map_err(|_| Stop::Gone),
-            },
-            None => self.sink.send(message).await.map_err(|_| Stop::Gone),
-        }
+        let link = self.ident.as_ref().map(|i| &*i.link);
+        write(self.socket.get(), link, message).await.map_err(|kill| kill.map_or(Stop::Gone, Stop::Killed))
     }
 
     async fn finish(mut self, stop: Stop) {
         let rt = &self.state.realtime;
         if let Some(ident) = &self.ident {
             rt.hub.unregister(self.id);
+            ident.link.close();
             for topic in self.channels.keys() {
                 rt.cluster.leave(ident.room(), topic, self.id);
             }
@@ -289,7 +273,7 @@ impl Session {
         }
         let (code, reason) = match stop {
             Stop::Gone => {
-                let _ = tokio::time::timeout(CLOSE_FLUSH, self.sink.close()).await;
+                let _ = tokio::time::timeout(CLOSE_FLUSH, SinkExt::close(self.socket.get())).await;
                 return;
             }
             Stop::Close(code, reason) => (code, reason),
@@ -297,10 +281,10 @@ impl Session {
             Stop::Killed(Kill::Shutdown) => (close::GOING_AWAY, "shutdown"),
             Stop::Killed(Kill::UserDisabled) => (close::FORBIDDEN, "user_disabled"),
         };
-        let sink = &mut self.sink;
+        let sink = self.socket.get();
         let closing = async move {
             sink.send(WsMessage::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))).await?;
-            sink.close().await
+            SinkExt::close(sink).await
         };
         let _ = tokio::time::timeout(CLOSE_FLUSH, closing).await;
         tracing::debug!(session = self.id, code, reason, "phoenix session closed");

@@ -141,10 +141,9 @@ impl Session {
             self.slot = Some(slot);
         }
         let (tenant, role) = self.enter(principal).await.map_err(|e| self.api_reason(&e))?;
-        let (link, queue) = SessionLink::new(self.id, principal.user_id, self.state.realtime.queue_capacity);
+        let link = SessionLink::new(self.id, principal.user_id, self.state.realtime.queue_capacity);
         self.state.realtime.hub.register(link.clone());
         self.ident = Some(Identity { principal: principal.clone(), tenant, role, link });
-        self.queue = Some(queue);
         self.deadline = Some(deadline_of(principal.expires_at));
         Ok(role)
     }
