@@ -207,9 +207,9 @@ BEGIN
         v_n := cardinality(v_events);
         IF v_n = 1 THEN
             -- One event. Its notification text is concatenated from its parts, in the key
-            -- order and spacing of jsonb's output (the text V60 sent, byte for byte), before the
-            -- lock; then one expression takes the lock and draws the seq (CASE evaluates its
-            -- condition first); then the event row and the notification.
+            -- order and spacing of jsonb's output (the text V60 sent), and the staging row is
+            -- deleted, before the lock; then one expression takes the lock and draws the seq
+            -- (CASE evaluates its condition first); then the event row and the notification.
             v_one := v_events[1];
             v_at := clock_timestamp();
             v_body := concat('"op": ', to_jsonb(v_one.op)::text, ', "old": ', coalesce(v_one.old::text, 'null'),
@@ -220,10 +220,11 @@ BEGIN
                              ', "audience": ', coalesce(to_jsonb(v_one.audience)::text, 'null'),
                              ', "tenant_id": ', coalesce(to_jsonb(v_one.tenant_id)::text, 'null'),
                              ', "created_at": "', to_char(v_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '"}');
+            DELETE FROM app.capture_stage s WHERE s.tx = pg_current_xact_id();
+            -- Serialized from here to the end of the commit: nextval, one INSERT, pg_notify.
             v_first := CASE WHEN set_config('rowcast.capture_flushed', '1', true) IS NOT NULL
                                  AND pg_advisory_xact_lock(1919907683, 1) IS NOT NULL
                             THEN nextval('app.events_seq') END;
-            DELETE FROM app.capture_stage s WHERE s.tx = pg_current_xact_id();
             INSERT INTO app.events (seq, tenant_id, type, table_name, op, row_id, "row", old, audience, actor, created_at)
             VALUES (v_first, v_one.tenant_id, v_one.type, v_one.table_name, v_one.op, v_one.row_id, v_one."row", v_one.old,
                     v_one.audience, v_one.actor, v_at);
