@@ -3,8 +3,8 @@
 -- V60 (statement-level stage + commit-time flush) fixed the noisy neighbour but made a
 -- one-row write cost much more than a bare pg_notify trigger. Measured with callgrind on a
 -- single-user backend (instructions per one-row INSERT transaction, deterministic, unlike
--- CPU time on this shared machine): plain INSERT 386k, + bare pg_notify trigger 434k,
--- V60 capture 1,064k. Where V60's ~630k over the bare notify went, by ablation:
+-- CPU time on this shared machine): plain INSERT 394k, + bare pg_notify trigger 437k,
+-- V60 capture 1,076k. Where V60's ~640k over the bare notify went, by ablation:
 --   * PostgreSQL re-initializes every PL/pgSQL expression and executor plan in each new
 --     transaction (function lookups, expression compilation, ExecInitNode): per transaction,
 --     every statement and expression a trigger runs costs far more than its work. A
@@ -40,8 +40,8 @@
 -- the lock), soft delete as _deleted, campaign_status_changed, webhook_triggered, V41's
 -- metered-usages filter, usage_limit_reached through app.stage_events, app.capture_stage and
 -- its index, every CHECK.
--- Result (same measure): one-row transaction 1,064k → 915k instructions (capture's own
--- share 678k → 529k, −22%); a 1,000-row INSERT 262k → 199k per row (capture's share −34%).
+-- Result (same measure): one-row transaction 1,076k → 931k instructions (capture's own
+-- share 682k → 537k, −21%); a 1,000-row INSERT 262k → 198k per row (capture's share −35%).
 
 -- ---------------------------------------------------------------------------------------
 -- STAGE
