@@ -4,6 +4,8 @@
 //!   `contacts` (same columns, defaults, checks and indexes; no RLS, no foreign key), same
 //!   run: no trigger, a bare `pg_notify(row_to_json(NEW))` trigger, and rowcast's capture
 //!   (`app.enable_realtime`). A LISTEN connection drains both channels, as a server would.
+//!   `LIKE` copies no trigger: none of the three carries the metering triggers of
+//!   `contacts` (V40), so the trigger under test is the only difference between them.
 //!   Then a 1,000-row POST through the real server, beside pgbench running the identical
 //!   1,000-row transaction: events per second.
 //! - `neighbour`: one tenant commits 10,000-row INSERTs in a loop while another tenant

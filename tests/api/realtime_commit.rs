@@ -211,3 +211,42 @@ async fn immediate_constraints_flush_per_statement_and_keep_commit_order() {
     assert_eq!(ids, [json!(a), json!(b), json!(c)], "commit order");
     assert!(seqs(&events).windows(2).all(|p| p[0] < p[1]));
 }
+
+/// Migration V80 builds a one-event notification by concatenating the event's parts instead
+/// of `jsonb_build_object`: it must still be exactly the stored event's JSON
+/// (`app.event_json`), escapes, actor, redaction and clock included — for an insert, an
+/// update with `old`, and a soft delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_event_notification_is_the_stored_events_json() {
+    let (app, owner, w) = setup().await;
+    let (_keep, mut notes) = listen(&app).await;
+    let tricky = "Zoë \"quoted\" back\\slash\nnew line\ttab \u{1F600} </script>";
+    let mut c = app.db.owner().await;
+
+    let tx = c.transaction().await.unwrap();
+    tx.execute("SELECT set_config('app.user_id', $1, true)", &[&w.user_a.to_string()]).await.unwrap();
+    let id: Uuid = tx
+        .query_one(
+            "INSERT INTO contacts (tenant_id, phone, first_name, attributes) VALUES ($1, '+33699990001', $2, jsonb_build_object('k', $2::text)) RETURNING id",
+            &[&w.tenant_a, &tricky],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    tx.commit().await.unwrap();
+    owner.execute("UPDATE contacts SET last_name = $2 WHERE id = $1", &[&id, &tricky]).await.unwrap();
+    owner.execute("UPDATE contacts SET deleted_at = now() WHERE id = $1", &[&id]).await.unwrap();
+
+    for (kind, actor) in [("contact_created", json!(w.user_a)), ("contact_updated", Value::Null), ("contact_deleted", Value::Null)] {
+        let n = next_notification(&mut notes).await;
+        let stored: Value = owner
+            .query_one("SELECT app.event_json(e) FROM app.events e WHERE seq = $1", &[&n["seq"].as_i64().expect("one event, whole")])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, stored, "{kind}");
+        assert_eq!(n["type"], kind);
+        assert_eq!(n["actor"], actor, "{kind}");
+        assert_eq!(n["row"]["first_name"], tricky);
+    }
+}
