@@ -212,7 +212,7 @@ async fn immediate_constraints_flush_per_statement_and_keep_commit_order() {
     assert!(seqs(&events).windows(2).all(|p| p[0] < p[1]));
 }
 
-/// Migration V80 builds a one-event notification by concatenating the event's parts instead
+/// Migration V63 builds a one-event notification by concatenating the event's parts instead
 /// of `jsonb_build_object`: it must still be exactly the stored event's JSON
 /// (`app.event_json`), escapes, actor, redaction and clock included — for an insert, an
 /// update with `old`, and a soft delete.

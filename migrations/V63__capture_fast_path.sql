@@ -1,4 +1,4 @@
--- V80: cheaper capture per transaction (issue 13 item 2) — same contract as V60/V61.
+-- V63: cheaper capture per transaction (issue 13 item 2) — same contract as V60/V61.
 --
 -- V60 (statement-level stage + commit-time flush) fixed the noisy neighbour but made a
 -- one-row write cost much more than a bare pg_notify trigger. Measured with callgrind on a
@@ -17,7 +17,7 @@
 --     SPI statements.
 --   (SECURITY DEFINER + SET search_path = '' measured ~12k for both triggers: kept.)
 --
--- What changes (same events, same notifications, same order — a V60/V80 differential run of
+-- What changes (same events, same notifications, same order — a V60/V63 differential run of
 -- inserts, multi-row and multi-statement transactions, savepoints, SET CONSTRAINTS ALL
 -- IMMEDIATE, webhook_log, campaign status, soft delete, usages, redaction and large rows
 -- gave identical app.events rows and notifications):
