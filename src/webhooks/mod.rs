@@ -330,14 +330,23 @@ impl Dispatcher {
             }
             queue::release(&conn, self.worker, releases).await.map(drop).map_err(|e| format!("app.webhook_release: {e}"))
         };
-        let claiming = self.claiming.lock().await;
-        let room = self.room();
+        // Never wait for the dispatcher's claim: if it is claiming now, the wake-up after this
+        // batch makes it claim again.
+        let claiming = self.claiming.try_lock().ok();
+        let room = claiming.as_ref().map(|_| self.room());
+        let claim = async {
+            match &room {
+                Some(room) => Some(self.claim(&conn, room).await),
+                None => None,
+            }
+        };
         let claimed_at = Instant::now();
-        let (record, release, runs) = tokio::join!(record, release, self.claim(&conn, &room));
+        let (record, release, runs) = tokio::join!(record, release, claim);
         drop(conn);
         match runs {
-            Ok(runs) => drop(self.spawn_runs(runs, claimed_at)),
-            Err(e) => tracing::warn!(error = %e, "webhook recorder: claim failed"),
+            Some(Ok(runs)) => drop(self.spawn_runs(runs, claimed_at)),
+            Some(Err(e)) => tracing::warn!(error = %e, "webhook recorder: claim failed"),
+            None => {}
         }
         drop(claiming);
         (record, release)
