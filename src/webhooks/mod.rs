@@ -1,19 +1,26 @@
 //! Webhook delivery (SPEC §10): every `serve` instance runs one dispatcher.
 //!
 //! ```text
-//! NOTIFY rowcast_events ─┐                         ┌─ task: POST (signed by the DB) ─ record ─┐
-//! NOTIFY rowcast_webhooks┴→ wake → feed (cursor) → claim (SKIP LOCKED, lease) ─┤   … at most N per tenant, M in all
-//! poll every 250 ms ──────┘                         └─ task … ────────────────────────────────┘
+//! NOTIFY rowcast_events ─┐                                           ┌─ run task: POST, POST, … (signed by the DB) ─┐
+//! NOTIFY rowcast_webhooks┴→ wake → feed + claim runs (one round trip) ┤   … at most N runs per tenant, M in all       ├→ recorder: one transaction per batch
+//! poll every 250 ms ──────┘    (SKIP LOCKED, lease)                   └─ run task … ─────────────────────────────────┘
 //! ```
 //!
-//! - The queue, the ordering rule, leases, signing, retries and logs are SQL (V30); this
+//! - The queue, the ordering rule, leases, signing, retries and logs are SQL (V30, V70); this
 //!   module feeds, claims, sends and reports, on a small pool of its own so deliveries never
 //!   take a connection a request is waiting for.
-//! - Per-tenant slots: a claim asks only for tenants with a free slot in this instance, so a
-//!   tenant whose receiver hangs holds at most `ROWCAST_WEBHOOK_TENANT_CONCURRENCY` attempts
-//!   and every other tenant's deliveries keep flowing.
-//! - Shutdown abandons attempts in flight without recording them, exactly like a crash:
-//!   their lease runs out and any instance sends them again (at-least-once).
+//! - A claim returns runs: up to [`RUN`] deliveries that one task sends one after the other
+//!   over the kept-alive connection to the receiver (an ordered webhook's run is in seq
+//!   order). A failed attempt, or a lease about to run out, ends the run: the rest is given
+//!   back unsent (`app.webhook_release`).
+//! - Outcomes go to one recorder task that records everything pending in one transaction
+//!   (`app.webhook_record_batch`): while a batch commits, the next one gathers.
+//! - Per-tenant slots: a run holds one slot while it sends, and a claim asks only for tenants
+//!   with a free slot in this instance, so a tenant whose receiver hangs holds at most
+//!   `ROWCAST_WEBHOOK_TENANT_CONCURRENCY` requests and every other tenant's deliveries keep
+//!   flowing.
+//! - Shutdown abandons attempts in flight (and outcomes not yet recorded), exactly like a
+//!   crash: their lease runs out and any instance sends them again (at-least-once).
 
 mod queue;
 pub mod send;
@@ -23,42 +30,54 @@ mod wake;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::{Settings, WebhookSettings};
 use crate::db::Db;
-use queue::Job;
+use queue::{Attempt, Job, Run};
 use send::Sender;
+use wake::Wake;
 
 /// How often due retries and expired leases are looked for without a notification.
 const POLL: Duration = Duration::from_millis(250);
 const STATS_EVERY: Duration = Duration::from_secs(5);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
-/// Connections of the delivery pool (feed, claim, record, stats).
+/// Connections of the delivery pool (feed and claim, record, stats).
 const POOL_SIZE: usize = 4;
+/// Deliveries per run (sent one after the other by one task, in one slot).
+const RUN: i32 = 32;
+/// Attempts recorded per transaction at most.
+const RECORD_BATCH: usize = 500;
+/// A run's next attempt starts only if it can finish this long before the lease ends.
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
-/// Starts the wake-up listener, the dispatcher and the stats loop of this instance; they
-/// stop when `cancel` is cancelled (attempts in flight are abandoned to their lease).
+/// Starts the wake-up listener, the dispatcher, its recorder and the stats loop of this
+/// instance; they stop when `cancel` is cancelled (attempts in flight are abandoned to their lease).
 pub fn start(settings: &Settings, app_config: tokio_postgres::Config, cancel: CancellationToken) -> Result<(), String> {
     let mut config = app_config.clone();
     config.application_name("rowcast-webhooks");
     let db = Db::new(config, POOL_SIZE, Duration::from_secs(5), Duration::from_secs(30));
-    let wake = Arc::new(Notify::new());
+    let wake = Arc::new(Wake::default());
+    let (reports, outcomes) = mpsc::unbounded_channel();
+    let worker = Uuid::new_v4();
     let dispatcher = Arc::new(Dispatcher {
         db: db.clone(),
         sender: Sender::new(&settings.webhooks)?,
-        worker: Uuid::new_v4(),
+        worker,
         limits: settings.webhooks.clone(),
         wake: wake.clone(),
         inflight: Mutex::default(),
         total: AtomicUsize::new(0),
         cancel: cancel.clone(),
+        reports,
+        claiming: tokio::sync::Mutex::new(()),
     });
-    wake::spawn(app_config, wake, cancel.clone());
+    wake::spawn(app_config, wake, worker, cancel.clone());
+    tokio::spawn(dispatcher.clone().record_loop(outcomes));
     tokio::spawn(dispatcher.run());
     tokio::spawn(stats_loop(db, settings.event_retention, cancel));
     if settings.webhooks.allow_private {
@@ -67,30 +86,49 @@ pub fn start(settings: &Settings, app_config: tokio_postgres::Config, cancel: Ca
     Ok(())
 }
 
+/// What a run task hands to the recorder.
+enum Report {
+    Attempt(Box<Attempt>),
+    /// Claimed attempts (delivery, attempt number) never sent.
+    Release(Vec<(Uuid, i32)>),
+}
+
 struct Dispatcher {
     db: Db,
     sender: Sender,
     /// This instance's identity in `app.webhook_deliveries.claimed_by`.
     worker: Uuid,
     limits: WebhookSettings,
-    wake: Arc<Notify>,
-    /// Attempts in flight in this instance, per tenant.
+    wake: Arc<Wake>,
+    /// Runs in flight in this instance, per tenant.
     inflight: Mutex<HashMap<Uuid, usize>>,
     total: AtomicUsize,
     cancel: CancellationToken,
+    reports: mpsc::UnboundedSender<Report>,
+    /// Held while a claim is computed, made and its runs begun: claims never race for slots.
+    claiming: tokio::sync::Mutex<()>,
+}
+
+/// Free slots in all, and the runs in flight per tenant.
+struct Room {
+    free: usize,
+    busy: Vec<(Uuid, i32)>,
 }
 
 impl Dispatcher {
     async fn run(self: Arc<Self>) {
+        let mut polled = true;
         loop {
-            let full = match self.round().await {
-                Ok(full) => full,
+            let feed = self.wake.take_feed() || polled;
+            let more = match self.round(feed).await {
+                Ok(more) => more,
                 Err(e) => {
                     tracing::warn!(error = %e, "webhook dispatcher: database error; retrying");
                     false
                 }
             };
-            if full {
+            polled = false;
+            if more {
                 tokio::task::yield_now().await;
                 if self.cancel.is_cancelled() {
                     return;
@@ -100,47 +138,74 @@ impl Dispatcher {
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(POLL) => polled = true,
             }
         }
     }
 
-    /// Feeds the queue, then claims what this instance has room for. True when the claim
-    /// filled every free slot (there may be more work right away).
-    async fn round(self: &Arc<Self>) -> Result<bool, String> {
+    /// Feeds the queue (when events may be waiting) and claims what this instance has room
+    /// for, pipelined on one connection. True when there may be more work right away.
+    async fn round(self: &Arc<Self>, feed: bool) -> Result<bool, String> {
         let conn = self.db.conn().await.map_err(|e| e.to_string())?;
-        loop {
-            let fed = queue::feed(&conn).await.map_err(|e| format!("app.webhook_feed: {e}"))?;
-            if fed < queue::FEED_PAGE {
-                break;
-            }
+        let _claiming = self.claiming.lock().await;
+        let room = self.room();
+        let claimed_at = Instant::now();
+        let claim = self.claim(&conn, &room);
+        // Pipelined: the feed's statement runs (and commits) first, so the claim sees what it queued.
+        let (fed, runs) = if feed {
+            let (fed, runs) = tokio::join!(queue::feed(&conn, self.worker), claim);
+            (Some(fed), runs)
+        } else {
+            (None, claim.await)
+        };
+        drop(conn);
+        let claimed = self.spawn_runs(runs?, claimed_at);
+        let more_events = match fed {
+            Some(fed) => fed.map_err(|e| format!("app.webhook_feed: {e}"))? >= queue::FEED_PAGE,
+            None => false,
+        };
+        if more_events {
+            self.wake.events();
         }
+        Ok(more_events || (claimed > 0 && claimed == room.free))
+    }
+
+    /// What this instance may claim now. Only read under `claiming` (a claim's runs are begun
+    /// before the lock is released; runs ending meanwhile only free more).
+    fn room(&self) -> Room {
         let free = self.limits.concurrency.saturating_sub(self.total.load(Ordering::Acquire));
-        if free == 0 {
-            return Ok(false);
-        }
         let busy: Vec<(Uuid, i32)> = {
             let map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             map.iter().map(|(t, n)| (*t, i32::try_from(*n).unwrap_or(i32::MAX))).collect()
         };
+        Room { free, busy }
+    }
+
+    async fn claim(&self, conn: &deadpool_postgres::Client, room: &Room) -> Result<Vec<Run>, String> {
+        if room.free == 0 {
+            return Ok(Vec::new());
+        }
         let per_tenant = i32::try_from(self.limits.tenant_concurrency).unwrap_or(i32::MAX);
-        let limit = i32::try_from(free).unwrap_or(i32::MAX);
-        let jobs = queue::claim(&conn, self.worker, limit, per_tenant, &busy).await.map_err(|e| format!("app.webhook_claim: {e}"))?;
-        drop(conn);
-        let claimed = jobs.len();
-        for job in jobs {
-            self.begin(job.tenant);
+        let limit = i32::try_from(room.free).unwrap_or(i32::MAX);
+        queue::claim(conn, self.worker, limit, per_tenant, &room.busy, RUN).await.map_err(|e| format!("app.webhook_claim_runs: {e}"))
+    }
+
+    /// Starts a task per run, each holding one of its tenant's slots; returns how many.
+    fn spawn_runs(self: &Arc<Self>, runs: Vec<Run>, claimed_at: Instant) -> usize {
+        let claimed = runs.len();
+        for run in runs {
+            self.begin(run.tenant);
             let this = self.clone();
             tokio::spawn(async move {
-                let tenant = job.tenant;
+                let tenant = run.tenant;
                 tokio::select! {
                     _ = this.cancel.cancelled() => {}
-                    _ = this.deliver(job) => {}
+                    _ = this.send_run(run, claimed_at) => {}
                 }
                 this.end(tenant);
             });
         }
-        Ok(claimed > 0 && claimed == free)
+        claimed
     }
 
     fn begin(&self, tenant: Uuid) {
@@ -158,32 +223,133 @@ impl Dispatcher {
         }
         drop(map);
         self.total.fetch_sub(1, Ordering::AcqRel);
-        self.wake.notify_one();
+        self.wake.work();
     }
 
-    /// One attempt: send, then record (retrying the record briefly if the database blips;
-    /// if it stays down the lease expires and the attempt is made again).
-    async fn deliver(&self, job: Job) {
-        let outcome = self.sender.send(&job).await;
-        metrics::histogram!("rowcast_webhook_attempt_duration_seconds").record(outcome.duration.as_secs_f64());
-        let mut delay = Duration::from_millis(100);
-        for _ in 0..5 {
-            let recorded = match self.db.conn().await {
-                Ok(conn) => queue::record(&conn, self.worker, &job, &outcome).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match recorded {
-                Ok(result) => {
-                    observe(&job, &outcome, &result);
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, delivery = %job.delivery, "cannot record a webhook attempt; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
+    /// Sends a run's deliveries in order; each outcome goes to the recorder. A failed attempt
+    /// ends the run, and so does a lease that would end before the next attempt's time bound:
+    /// the rest is given back unsent.
+    async fn send_run(&self, run: Run, claimed_at: Instant) {
+        let lease_end = claimed_at + run.lease;
+        let mut jobs = run.jobs.into_iter();
+        let mut first = true;
+        while let Some(job) = jobs.next() {
+            if !first && Instant::now() + self.limits.timeout + LEASE_MARGIN > lease_end {
+                self.give_back(std::iter::once(job).chain(jobs));
+                return;
+            }
+            first = false;
+            let outcome = self.sender.send(&job).await;
+            metrics::histogram!("rowcast_webhook_attempt_duration_seconds").record(outcome.duration.as_secs_f64());
+            let succeeded = outcome.succeeded();
+            let _ = self.reports.send(Report::Attempt(Box::new(Attempt { job, outcome })));
+            if !succeeded {
+                self.give_back(jobs);
+                return;
             }
         }
+    }
+
+    fn give_back(&self, jobs: impl Iterator<Item = Job>) {
+        let unsent: Vec<(Uuid, i32)> = jobs.map(|j| (j.delivery, j.attempt)).collect();
+        if !unsent.is_empty() {
+            let _ = self.reports.send(Report::Release(unsent));
+        }
+    }
+
+    /// Records what the run tasks report, everything pending in one transaction (retrying
+    /// briefly if the database blips; if it stays down the leases expire and the attempts
+    /// are made again).
+    async fn record_loop(self: Arc<Self>, mut reports: mpsc::UnboundedReceiver<Report>) {
+        loop {
+            let first = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                report = reports.recv() => match report { Some(r) => r, None => return },
+            };
+            let (mut attempts, mut releases) = (Vec::new(), Vec::new());
+            let mut report = Some(first);
+            while let Some(r) = report {
+                match r {
+                    Report::Attempt(a) => attempts.push(*a),
+                    Report::Release(r) => releases.extend(r),
+                }
+                report = if attempts.len() + releases.len() < RECORD_BATCH { reports.try_recv().ok() } else { None };
+            }
+            let (mut recorded, mut released) = (attempts.is_empty(), releases.is_empty());
+            let mut delay = Duration::from_millis(100);
+            for _ in 0..5 {
+                match self.record(&attempts, &releases, recorded, released).await {
+                    (Ok(results), Ok(())) => {
+                        if let Some(results) = results {
+                            for (a, result) in attempts.iter().zip(results) {
+                                observe(&a.job, &a.outcome, &result);
+                            }
+                        }
+                        break;
+                    }
+                    (rec, rel) => {
+                        // Only what failed is tried again (a recorded attempt must not log twice).
+                        recorded |= rec.is_ok();
+                        released |= rel.is_ok();
+                        let e = rec.err().or(rel.err()).unwrap_or_default();
+                        tracing::warn!(error = %e, attempts = attempts.len(), "cannot record webhook attempts; retrying");
+                        tokio::select! {
+                            _ = self.cancel.cancelled() => return,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                        delay *= 2;
+                    }
+                }
+            }
+            self.wake.work();
+        }
+    }
+
+    /// One round trip: the batch of attempts, the releases, then a claim (which sees the heads
+    /// of ordered webhooks this batch finished), pipelined on one connection.
+    async fn record(
+        self: &Arc<Self>,
+        attempts: &[Attempt],
+        releases: &[(Uuid, i32)],
+        recorded: bool,
+        released: bool,
+    ) -> (Result<Option<Vec<String>>, String>, Result<(), String>) {
+        let conn = match self.db.conn().await {
+            Ok(c) => c,
+            Err(e) => return (Err(e.to_string()), Err(e.to_string())),
+        };
+        let record = async {
+            if recorded {
+                return Ok(None);
+            }
+            queue::record(&conn, self.worker, attempts).await.map(Some).map_err(|e| format!("app.webhook_record_batch: {e}"))
+        };
+        let release = async {
+            if released {
+                return Ok(());
+            }
+            queue::release(&conn, self.worker, releases).await.map(drop).map_err(|e| format!("app.webhook_release: {e}"))
+        };
+        // Never wait for the dispatcher's claim: if it is claiming now, the wake-up after this
+        // batch makes it claim again.
+        let claiming = self.claiming.try_lock().ok();
+        let room = claiming.as_ref().map(|_| self.room());
+        let claim = async {
+            match &room {
+                Some(room) => Some(self.claim(&conn, room).await),
+                None => None,
+            }
+        };
+        let claimed_at = Instant::now();
+        let (record, release, runs) = tokio::join!(record, release, claim);
+        drop(conn);
+        match runs {
+            Some(Ok(runs)) => drop(self.spawn_runs(runs, claimed_at)),
+            Some(Err(e)) => tracing::warn!(error = %e, "webhook recorder: claim failed"),
+            None => {}
+        }
+        drop(claiming);
+        (record, release)
     }
 }
 

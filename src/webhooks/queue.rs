@@ -1,15 +1,18 @@
-//! The SQL the workers run: one function call per statement (the logic lives in V30).
+//! The SQL the workers run: one function call per statement (the logic lives in V30 and V70),
+//! prepared once per connection.
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio_postgres::Client;
+use deadpool_postgres::Client;
 use uuid::Uuid;
 
 use super::send::Outcome;
 
-const FEED_SQL: &str = "SELECT app.webhook_feed($1)";
-const CLAIM_SQL: &str = "SELECT delivery_id, tenant_id, webhook_id, url, attempt, msg_id, sent_at, signature, body, event_created_at \
-                         FROM app.webhook_claim($1, $2, $3, $4, $5)";
-const RECORD_SQL: &str = "SELECT app.webhook_record($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+const FEED_SQL: &str = "SELECT app.webhook_feed_for($1, $2)";
+const CLAIM_SQL: &str = "SELECT run, delivery_id, tenant_id, webhook_id, url, attempt, msg_id, sent_at, signature, body, \
+                         event_created_at, lease_ms FROM app.webhook_claim_runs($1, $2, $3, $4, $5, $6)";
+const RECORD_SQL: &str = "SELECT delivery_id, result FROM app.webhook_record_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+const RELEASE_SQL: &str = "SELECT app.webhook_release($1, $2, $3)";
 const STATS_SQL: &str = "SELECT depth, oldest_seconds FROM app.webhook_queue_stats()";
 const PRUNE_SQL: &str = "SELECT app.webhook_prune(make_interval(secs => $1), $2)";
 
@@ -27,63 +30,110 @@ pub struct Job {
     pub msg_id: String,
     pub sent_at: i64,
     pub signature: String,
-    pub body: String,
+    /// Shared with the request: sending never copies it.
+    pub body: Bytes,
     pub event_created_at: Option<DateTime<Utc>>,
 }
 
-/// Feeds one page; -1 when another instance holds the cursor.
-pub async fn feed(client: &Client) -> Result<i32, tokio_postgres::Error> {
-    Ok(client.query_one(FEED_SQL, &[&FEED_PAGE]).await?.get(0))
+/// Deliveries claimed together, sent one after the other (in seq order for an ordered
+/// webhook) by one task holding one per-tenant slot.
+#[derive(Debug)]
+pub struct Run {
+    pub tenant: Uuid,
+    pub jobs: Vec<Job>,
+    /// How long the database holds these attempts for this instance.
+    pub lease: std::time::Duration,
 }
 
+/// An attempt made, to record.
+#[derive(Debug)]
+pub struct Attempt {
+    pub job: Job,
+    pub outcome: Outcome,
+}
+
+/// Feeds one page; -1 when another instance holds the cursor.
+pub async fn feed(client: &Client, worker: Uuid) -> Result<i32, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(FEED_SQL).await?;
+    Ok(client.query_one(&stmt, &[&worker, &FEED_PAGE]).await?.get(0))
+}
+
+/// Claims at most `limit` runs of at most `run` deliveries (at most `per_tenant` runs per
+/// tenant, counting `busy`), in sending order.
 pub async fn claim(
     client: &Client,
     worker: Uuid,
     limit: i32,
     per_tenant: i32,
     busy: &[(Uuid, i32)],
-) -> Result<Vec<Job>, tokio_postgres::Error> {
+    run: i32,
+) -> Result<Vec<Run>, tokio_postgres::Error> {
     let tenants: Vec<Uuid> = busy.iter().map(|b| b.0).collect();
     let counts: Vec<i32> = busy.iter().map(|b| b.1).collect();
-    let rows = client.query(CLAIM_SQL, &[&worker, &limit, &per_tenant, &tenants, &counts]).await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Job {
-            delivery: r.get(0),
-            tenant: r.get(1),
-            webhook: r.get(2),
-            url: r.get(3),
-            attempt: r.get(4),
-            msg_id: r.get(5),
-            sent_at: r.get(6),
-            signature: r.get(7),
-            body: r.get(8),
-            event_created_at: r.get(9),
-        })
-        .collect())
+    let stmt = client.prepare_cached(CLAIM_SQL).await?;
+    let rows = client.query(&stmt, &[&worker, &limit, &per_tenant, &tenants, &counts, &run]).await?;
+    let mut runs: Vec<Run> = Vec::new();
+    let mut current = None;
+    for r in rows {
+        let number: i32 = r.get(0);
+        let body: String = r.get(9);
+        let job = Job {
+            delivery: r.get(1),
+            tenant: r.get(2),
+            webhook: r.get(3),
+            url: r.get(4),
+            attempt: r.get(5),
+            msg_id: r.get(6),
+            sent_at: r.get(7),
+            signature: r.get(8),
+            body: Bytes::from(body),
+            event_created_at: r.get(10),
+        };
+        let lease_ms: i64 = r.get(11);
+        match runs.last_mut() {
+            Some(last) if current == Some(number) => last.jobs.push(job),
+            _ => {
+                current = Some(number);
+                let lease = std::time::Duration::from_millis(u64::try_from(lease_ms).unwrap_or(0));
+                runs.push(Run { tenant: job.tenant, jobs: vec![job], lease });
+            }
+        }
+    }
+    Ok(runs)
 }
 
-/// Logs the attempt and moves the delivery on; returns succeeded, retrying, failed, cancelled or stale.
-pub async fn record(client: &Client, worker: Uuid, job: &Job, outcome: &Outcome) -> Result<String, tokio_postgres::Error> {
-    let status = outcome.status.map(i32::from);
-    let duration = i32::try_from(outcome.duration.as_millis()).unwrap_or(i32::MAX);
-    let row = client
-        .query_one(
-            RECORD_SQL,
-            &[
-                &job.delivery,
-                &worker,
-                &job.attempt,
-                &status,
-                &duration,
-                &outcome.error,
-                &outcome.response,
-                &outcome.retryable,
-                &outcome.retry_after,
-            ],
-        )
-        .await?;
-    Ok(row.get(0))
+/// Logs the attempts and moves their deliveries on, in one transaction; returns, in the same
+/// order, succeeded, retrying, failed, cancelled or stale.
+pub async fn record(client: &Client, worker: Uuid, attempts: &[Attempt]) -> Result<Vec<String>, tokio_postgres::Error> {
+    let n = attempts.len();
+    let (mut ids, mut numbers, mut status, mut duration) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut error, mut response, mut retryable, mut retry_after) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for a in attempts {
+        ids.push(a.job.delivery);
+        numbers.push(a.job.attempt);
+        status.push(a.outcome.status.map(i32::from));
+        duration.push(i32::try_from(a.outcome.duration.as_millis()).unwrap_or(i32::MAX));
+        error.push(a.outcome.error.as_deref());
+        response.push(a.outcome.response.as_str());
+        retryable.push(a.outcome.retryable);
+        retry_after.push(a.outcome.retry_after);
+    }
+    let stmt = client.prepare_cached(RECORD_SQL).await?;
+    let rows = client.query(&stmt, &[&worker, &ids, &numbers, &status, &duration, &error, &response, &retryable, &retry_after]).await?;
+    // One row per attempt, in the order given.
+    let mut results: Vec<String> = rows.into_iter().map(|r| r.get(1)).collect();
+    results.resize(n, "stale".to_string());
+    Ok(results)
+}
+
+/// Gives back claimed attempts that were not sent; returns how many this worker still held.
+pub async fn release(client: &Client, worker: Uuid, jobs: &[(Uuid, i32)]) -> Result<i32, tokio_postgres::Error> {
+    let ids: Vec<Uuid> = jobs.iter().map(|j| j.0).collect();
+    let attempts: Vec<i32> = jobs.iter().map(|j| j.1).collect();
+    let stmt = client.prepare_cached(RELEASE_SQL).await?;
+    Ok(client.query_one(&stmt, &[&worker, &ids, &attempts]).await?.get(0))
 }
 
 pub async fn queue_stats(client: &Client) -> Result<(i64, f64), tokio_postgres::Error> {

@@ -637,3 +637,141 @@ async fn a_tenant_admin_reads_the_delivery_logs_but_can_neither_forge_nor_change
     };
     assert_eq!(still, (1, 200), "the log is exactly what the delivery wrote");
 }
+
+/// `app.webhook_record_batch` for one worker: (delivery, attempt, status) each, 2xx or a retryable 500.
+async fn record_batch(owner: &Client, worker: Uuid, attempts: &[(Uuid, i32, i32)]) -> Vec<String> {
+    let ids: Vec<Uuid> = attempts.iter().map(|a| a.0).collect();
+    let numbers: Vec<i32> = attempts.iter().map(|a| a.1).collect();
+    let status: Vec<Option<i32>> = attempts.iter().map(|a| Some(a.2)).collect();
+    let n = attempts.len();
+    owner
+        .query(
+            "SELECT result FROM app.webhook_record_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &worker,
+                &ids,
+                &numbers,
+                &status,
+                &vec![3i32; n],
+                &vec![None::<String>; n],
+                &vec!["ok".to_string(); n],
+                &vec![true; n],
+                &vec![None::<f64>; n],
+            ],
+        )
+        .await
+        .expect("record a batch")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// (run, delivery, webhook, attempt) of what `worker` claims (runs of up to 32, 8 slots per tenant).
+async fn claim_runs(owner: &Client, worker: Uuid) -> Vec<(i32, Uuid, Uuid, i32)> {
+    owner
+        .query("SELECT run, delivery_id, webhook_id, attempt, signature FROM app.webhook_claim_runs($1, 8, 8, '{}', '{}', 32)", &[&worker])
+        .await
+        .expect("claim runs")
+        .iter()
+        .inspect(|r| assert!(r.get::<_, String>(4).starts_with("v1,"), "signed"))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_ordered_backlog_is_claimed_as_one_run_in_seq_order_and_its_unsent_tail_is_given_back() {
+    // The SQL alone (no server runs here, so nobody else claims).
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    let world = World::create(&owner).await;
+    schedule(&owner, "{1 hour}", 5).await;
+    let hook = add_hook(&owner, world.tenant_a, "https://hooks.test/a", &secret()).await;
+    let other = add_hook(&owner, world.tenant_b, "https://hooks.test/b", &secret()).await;
+    owner.execute("UPDATE webhooks SET events = '{contact_created}'", &[]).await.unwrap();
+    owner
+        .execute(
+            "INSERT INTO contacts (tenant_id, phone) SELECT $1, '+3397' || lpad(i::text, 6, '0') FROM generate_series(1, 5) i",
+            &[&world.tenant_a],
+        )
+        .await
+        .unwrap();
+    add_contact(&owner, world.tenant_b).await;
+    assert_eq!(owner.query_one("SELECT app.webhook_feed(1000)", &[]).await.unwrap().get::<_, i32>(0), 6);
+    let in_seq_order: Vec<Uuid> = owner
+        .query("SELECT id FROM app.webhook_deliveries WHERE webhook_id = $1 ORDER BY event_seq", &[&hook])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+
+    let (one, two) = (Uuid::new_v4(), Uuid::new_v4());
+    let claimed = claim_runs(&owner, one).await;
+    let run_a: Vec<_> = claimed.iter().filter(|c| c.2 == hook).collect();
+    let run_b: Vec<_> = claimed.iter().filter(|c| c.2 == other).collect();
+    assert_eq!(run_a.iter().map(|c| c.1).collect::<Vec<_>>(), in_seq_order, "the whole backlog, in seq order");
+    assert!(run_a.iter().all(|c| c.0 == run_a[0].0 && c.3 == 1), "one run, first attempts: {claimed:?}");
+    assert_eq!(run_b.len(), 1);
+    assert_ne!(run_b[0].0, run_a[0].0, "each webhook its own run");
+    assert!(claim_runs(&owner, two).await.is_empty(), "a claimed run is held whole: another worker gets nothing");
+
+    // The third attempt fails: the first three are recorded, the unsent tail is given back.
+    let d = &in_seq_order;
+    let results = record_batch(&owner, one, &[(d[0], 1, 200), (d[1], 1, 200), (d[2], 1, 500)]).await;
+    assert_eq!(results, ["succeeded", "succeeded", "retrying"]);
+    let release = "SELECT app.webhook_release($1, $2, $3)";
+    let tail = vec![d[3], d[4]];
+    assert_eq!(owner.query_one(release, &[&two, &tail, &vec![1, 1]]).await.unwrap().get::<_, i32>(0), 0, "not its claim");
+    assert_eq!(owner.query_one(release, &[&one, &tail, &vec![1, 1]]).await.unwrap().get::<_, i32>(0), 2);
+    let logs: i64 = owner.query_one("SELECT count(*) FROM webhook_logs WHERE webhook_id = $1", &[&hook]).await.unwrap().get(0);
+    assert_eq!(logs, 3, "one log per attempt made, none for the tail");
+    assert!(claim_runs(&owner, two).await.is_empty(), "the failed head waits for its retry and holds the rest back");
+    assert_eq!(record_batch(&owner, two, &[(d[3], 1, 200)]).await, ["stale"], "a released attempt cannot be recorded");
+
+    owner.execute("UPDATE app.webhook_deliveries SET due_at = now() WHERE id = $1", &[&d[2]]).await.unwrap();
+    let again = claim_runs(&owner, two).await;
+    assert_eq!(again.iter().map(|c| (c.1, c.3)).collect::<Vec<_>>(), [(d[2], 2), (d[3], 1), (d[4], 1)], "{again:?}");
+}
+
+#[tokio::test]
+async fn two_servers_deliver_an_ordered_burst_in_seq_order_each_attempt_once() {
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    let world = World::create(&owner).await;
+    let one = serve(&db, PRIVATE_OK).await;
+    let two = serve(&db, PRIVATE_OK).await;
+    let mut rx = Receiver::start(vec![]).await;
+    let hook = add_hook(&owner, world.tenant_a, &rx.url, &secret()).await;
+    const N: usize = 80;
+    for half in 0..2 {
+        owner
+            .execute(
+                "INSERT INTO contacts (tenant_id, phone) SELECT $1, '+3396' || lpad(($2 * 1000 + i)::text, 6, '0') FROM generate_series(1, $3::int) i",
+                &[&world.tenant_a, &half, &((N / 2) as i32)],
+            )
+            .await
+            .unwrap();
+    }
+    let mut last = 0;
+    let mut ids = HashSet::new();
+    for _ in 0..N {
+        let hit = rx.next().await;
+        let seq = hit.json()["seq"].as_i64().expect("a seq");
+        assert!(seq > last, "seq {seq} arrived after {last}");
+        last = seq;
+        assert!(ids.insert(hit.id), "an attempt was sent twice");
+    }
+    let mut ws = connect(&one, world.admin_a, Some(world.tenant_a)).await;
+    loop {
+        let sql = "SELECT count(*) FROM app.webhook_deliveries WHERE webhook_id = $1 AND status = 'succeeded' AND attempts = 1";
+        let done: i64 = owner.query_one(sql, &[&hook]).await.unwrap().get(0);
+        if done == N as i64 {
+            break;
+        }
+        next_log(&mut ws).await;
+    }
+    let logs: i64 = owner.query_one("SELECT count(*) FROM webhook_logs WHERE webhook_id = $1", &[&hook]).await.unwrap().get(0);
+    assert_eq!(logs, N as i64, "one log per attempt");
+    assert!(rx.hits.try_recv().is_err(), "no duplicate delivery");
+    drop((one, two));
+}
