@@ -47,18 +47,29 @@ pub fn cast_type(cast: &str) -> Result<String, ApiError> {
 /// The select list over `qual`: `*` is every column the role may read.
 pub fn select_sql(table: &Table, qual: &str, items: Option<&[SelectItem]>) -> Result<String, ApiError> {
     let star = [SelectItem::Star];
-    let mut out = Vec::new();
+    // One string written in place (this runs on every read): no string per column.
+    let mut out = String::with_capacity(64 * table.columns.len());
+    let next = |out: &mut String| {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+    };
     for item in items.unwrap_or(&star) {
         match item {
-            SelectItem::Star => out.extend(table.selectable().map(|c| format!("{qual}.{}", c.ident))),
+            SelectItem::Star => {
+                for c in table.selectable() {
+                    next(&mut out);
+                    let _ = write!(out, "{qual}.{}", c.ident);
+                }
+            }
             SelectItem::Field { column, alias, cast } => {
                 let col = readable(table, column.as_str())?;
-                let mut s = format!("{qual}.{}", col.ident);
+                next(&mut out);
+                let _ = write!(out, "{qual}.{}", col.ident);
                 if let Some(cast) = cast {
-                    let _ = write!(s, "::{}", cast_type(cast)?);
+                    let _ = write!(out, "::{}", cast_type(cast)?);
                 }
-                let _ = write!(s, " AS {}", crate::rest::ident::quote_ident(alias.as_deref().unwrap_or(&col.name)));
-                out.push(s);
+                let _ = write!(out, " AS {}", crate::rest::ident::quote_ident(alias.as_deref().unwrap_or(&col.name)));
             }
             // the read planner renders these (see `plan`); a flat list never holds them
             SelectItem::Aggregate(_) | SelectItem::Embed(_) => {
@@ -71,6 +82,6 @@ pub fn select_sql(table: &Table, qual: &str, items: Option<&[SelectItem]>) -> Re
     }
     match out.is_empty() {
         true => Err(errors::table_forbidden(&table.name, "read")),
-        false => Ok(out.join(", ")),
+        false => Ok(out),
     }
 }
