@@ -3,14 +3,25 @@
 //! The algorithm is pinned to the configured key (HS256 for a secret, RS256/ES256 for a public
 //! key), `exp`, `aud` and `sub` are required, `nbf` is checked, with 30 s of leeway. Nothing
 //! here touches the database: a bad token is refused before a pool connection is taken.
+//!
+//! Verified tokens are remembered (as PostgREST does) for their lifetime, keyed on the whole
+//! token text, in a bounded cache: a client sending the same token on every request pays the
+//! signature and JSON work once. A remembered token is still refused the second its `exp`
+//! (plus the leeway) passes, with the verifier's own "token expired".
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode, get_current_timestamp};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::secret::Secret;
 
 pub const LEEWAY_SECS: u64 = 30;
+
+/// Verified tokens remembered at most; past it, expired entries go, then all of them.
+pub const TOKEN_CACHE_MAX: usize = 4096;
 
 /// How tokens are verified.
 #[derive(Clone, Debug)]
@@ -69,6 +80,51 @@ pub struct JwtVerifier {
     encoding: Option<EncodingKey>,
     audience: String,
     issuer: Option<String>,
+    /// Shared by clones: they verify with the same key.
+    verified: Arc<TokenCache>,
+}
+
+/// Tokens that passed verification, keyed on their whole text (signature included, so a
+/// token differing in any byte is verified afresh), with what they said.
+#[derive(Default)]
+struct TokenCache {
+    entries: Mutex<HashMap<Box<str>, Principal>>,
+}
+
+/// Whether a token expiring at `exp` is still accepted at `now`: the verifier's own rule
+/// (`exp >= now - leeway`).
+fn unexpired(exp: i64, now: u64) -> bool {
+    i128::from(exp) >= i128::from(now) - i128::from(LEEWAY_SECS)
+}
+
+impl TokenCache {
+    /// `Some(Ok)` for a remembered, unexpired token; `Some(Err)` for a remembered one that
+    /// has expired since (forgotten now); `None` when it was never verified.
+    fn get(&self, token: &str, now: u64) -> Option<Result<Principal, AuthError>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let principal = entries.get(token)?;
+        if unexpired(principal.expires_at, now) {
+            return Some(Ok(principal.clone()));
+        }
+        entries.remove(token);
+        Some(Err(AuthError::Invalid(describe_kind(&jsonwebtoken::errors::ErrorKind::ExpiredSignature))))
+    }
+
+    fn put(&self, token: &str, principal: &Principal, now: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= TOKEN_CACHE_MAX {
+            entries.retain(|_, p| unexpired(p.expires_at, now));
+            if entries.len() >= TOKEN_CACHE_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(token.into(), principal.clone());
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -112,10 +168,32 @@ impl JwtVerifier {
         if let Some(iss) = &settings.issuer {
             validation.set_issuer(&[iss.as_str()]);
         }
-        Ok(Self { decoding, validation, encoding, audience: settings.audience.clone(), issuer: settings.issuer.clone() })
+        Ok(Self {
+            decoding,
+            validation,
+            encoding,
+            audience: settings.audience.clone(),
+            issuer: settings.issuer.clone(),
+            verified: Arc::default(),
+        })
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_at(token, get_current_timestamp())
+    }
+
+    /// [`Self::verify`] with the cache consulted at `now` (seconds since the epoch); a token
+    /// not remembered is verified in full (against the real clock).
+    fn verify_at(&self, token: &str, now: u64) -> Result<Principal, AuthError> {
+        if let Some(known) = self.verified.get(token, now) {
+            return known;
+        }
+        let principal = self.verify_uncached(token)?;
+        self.verified.put(token, &principal, now);
+        Ok(principal)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<Principal, AuthError> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| AuthError::Invalid(describe(&e)))?;
         let user_id = Uuid::parse_str(&data.claims.sub).map_err(|_| AuthError::Invalid("sub is not a user id (uuid)".into()))?;
         Ok(Principal { user_id, tenant_claim: data.claims.tenant_id, expires_at: data.claims.exp })
@@ -152,8 +230,12 @@ impl JwtVerifier {
 }
 
 fn describe(err: &jsonwebtoken::errors::Error) -> String {
+    describe_kind(err.kind())
+}
+
+fn describe_kind(kind: &jsonwebtoken::errors::ErrorKind) -> String {
     use jsonwebtoken::errors::ErrorKind as K;
-    match err.kind() {
+    match kind {
         K::ExpiredSignature => "token expired".into(),
         K::ImmatureSignature => "token not valid yet (nbf)".into(),
         K::InvalidAudience => "wrong audience (aud)".into(),
@@ -188,6 +270,43 @@ mod tests {
         let p = v.verify(&token).unwrap();
         assert_eq!(p.user_id, user);
         assert_eq!(p.tenant_claim, Some(tenant));
+    }
+
+    #[test]
+    fn a_remembered_token_is_refused_once_it_expires() {
+        let v = verifier();
+        let user = Uuid::new_v4();
+        let token = v.mint(user, None, std::time::Duration::from_secs(60)).unwrap();
+        let now = get_current_timestamp();
+        let first = v.verify_at(&token, now).unwrap();
+        assert_eq!(v.verified.len(), 1, "the verified token is remembered");
+        let exp = u64::try_from(first.expires_at).unwrap();
+        // From the cache, up to the last second the verifier itself accepts (exp + leeway)…
+        assert_eq!(v.verify_at(&token, exp + LEEWAY_SECS).unwrap(), first);
+        // …and refused, with the verifier's own message, one second later.
+        match v.verify_at(&token, exp + LEEWAY_SECS + 1) {
+            Err(AuthError::Invalid(why)) => assert_eq!(why, "token expired"),
+            other => panic!("an expired token was accepted through the cache: {other:?}"),
+        }
+        assert_eq!(v.verified.len(), 0, "the expired token is forgotten");
+    }
+
+    #[test]
+    fn the_cache_keys_on_the_whole_token_and_stays_bounded() {
+        let v = verifier();
+        let token = v.mint(Uuid::new_v4(), None, std::time::Duration::from_secs(60)).unwrap();
+        v.verify(&token).unwrap();
+        // Another signature on the same header and claims is verified afresh, and refused.
+        let (head, sig) = token.rsplit_once('.').unwrap();
+        let flipped = if sig.starts_with('A') { 'B' } else { 'A' };
+        let forged = format!("{head}.{flipped}{}", &sig[1..]);
+        assert!(matches!(v.verify(&forged), Err(AuthError::Invalid(_))));
+        assert!(matches!(v.verify(&format!("{token} ")), Err(AuthError::Invalid(_))), "trailing bytes are another token");
+        for _ in 0..TOKEN_CACHE_MAX + 10 {
+            let t = v.mint(Uuid::new_v4(), None, std::time::Duration::from_secs(60)).unwrap();
+            v.verify(&t).unwrap();
+        }
+        assert!(v.verified.len() <= TOKEN_CACHE_MAX);
     }
 
     #[test]

@@ -30,13 +30,19 @@ fn usable_request_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// A fresh request id: a v4 uuid from the thread's generator (seeded from the OS, reseeded
+/// by `rand`), not a `getrandom` system call per request as `Uuid::new_v4` makes.
+fn new_request_id() -> String {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid().hyphenated().to_string()
+}
+
 pub fn request_meta() -> impl Filter<Extract = (RequestMeta,), Error = Rejection> + Clone {
     warp::header::optional::<String>("x-request-id")
         .and(warp::header::optional::<String>("accept-language"))
         .and(warp::method())
         .and(warp::path::full())
         .map(|id: Option<String>, lang: Option<String>, method, path: warp::path::FullPath| RequestMeta {
-            id: id.filter(|i| usable_request_id(i)).unwrap_or_else(|| Uuid::new_v4().to_string()),
+            id: id.filter(|i| usable_request_id(i)).unwrap_or_else(new_request_id),
             lang: Lang::negotiate(lang.as_deref()),
             method,
             path: path.as_str().to_string(),

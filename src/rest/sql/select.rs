@@ -1,5 +1,7 @@
 //! The select list.
 
+use std::fmt::Write;
+
 use super::path::json_path_sql;
 use super::{Params, readable};
 use crate::error::ApiError;
@@ -67,13 +69,25 @@ pub fn field_sql(
 /// The select list over `qual`: `*` is every column the role may read.
 pub fn select_sql(table: &Table, qual: &str, items: Option<&[SelectItem]>, params: &mut Params) -> Result<String, ApiError> {
     let star = [SelectItem::Star];
-    let mut out = Vec::new();
+    // One string written in place (this runs on every read): no string per column.
+    let mut out = String::with_capacity(64 * table.columns.len());
+    let next = |out: &mut String| {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+    };
     for item in items.unwrap_or(&star) {
         match item {
-            SelectItem::Star => out.extend(table.selectable().map(|c| format!("{qual}.{}", c.ident))),
+            SelectItem::Star => {
+                for c in table.selectable() {
+                    next(&mut out);
+                    let _ = write!(out, "{qual}.{}", c.ident);
+                }
+            }
             SelectItem::Field { column, path, alias, cast } => {
                 let (expr, key) = field_sql(table, qual, (column.as_str(), path, alias.as_deref(), cast.as_deref()), params)?;
-                out.push(format!("{expr} AS {}", quote_ident(&key)));
+                next(&mut out);
+                let _ = write!(out, "{expr} AS {}", quote_ident(&key));
             }
             // the read planner renders these (see `plan`); a flat list never holds them
             SelectItem::Aggregate(_) | SelectItem::Embed(_) => {
@@ -86,6 +100,6 @@ pub fn select_sql(table: &Table, qual: &str, items: Option<&[SelectItem]>, param
     }
     match out.is_empty() {
         true => Err(errors::table_forbidden(&table.name, "read")),
-        false => Ok(out.join(", ")),
+        false => Ok(out),
     }
 }
