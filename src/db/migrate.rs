@@ -21,7 +21,7 @@ pub enum MigrateError {
     OldServer(String),
     #[error("ROWCAST_APP_PASSWORD: not set: `migrate` needs the password to give the `rowcast_app` role")]
     NoAppPassword,
-    #[error("creating the app role failed: {0}")]
+    #[error("creating the app role failed: {}", db_message(.0))]
     Role(tokio_postgres::Error),
     #[error("migrations applied, but announcing them (NOTIFY rowcast_reload) failed: {0}")]
     Reload(tokio_postgres::Error),
@@ -85,16 +85,52 @@ async fn check_owner(client: &Client) -> Result<(), MigrateError> {
 
 /// Creates or updates `rowcast_app`. The password travels as a SCRAM verifier, so the
 /// clear text never reaches the server (nor its logs).
-async fn ensure_app_role(client: &Client, password: &str) -> Result<bool, MigrateError> {
+/// The server's own message (and SQLSTATE) of a database error; the driver's `Display` says only "db error".
+fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// Creates or updates the `rowcast_app` login role and lets only it (and the owner) connect.
+///
+/// Roles are cluster-wide: two `migrate`s of two databases of one cluster (tests, a fleet of
+/// deploys) may create or alter `rowcast_app` at the same moment. PostgreSQL then refuses one
+/// with "tuple concurrently updated" (XX000) or "role already exists" (42710 / 23505 on
+/// pg_authid); the statement is simply tried again, against the role as it now is.
+fn concurrent_role_change(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| match db.code().code() {
+        "42710" | "23505" => true,
+        "XX000" => db.message().contains("concurrently"),
+        _ => false,
+    })
+}
+
+pub async fn ensure_app_role(client: &Client, password: &str) -> Result<bool, MigrateError> {
     if password.is_empty() {
         return Err(MigrateError::NoAppPassword);
     }
-    let exists = client.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&APP_ROLE]).await.map_err(MigrateError::Role)?.is_some();
     let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
     let attrs = "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION";
-    let verb = if exists { "ALTER" } else { "CREATE" };
-    let sql = format!("{verb} ROLE {APP_ROLE} WITH {attrs} PASSWORD '{}'", verifier.replace('\'', "''"));
-    client.batch_execute(&sql).await.map_err(MigrateError::Role)?;
+    let mut attempt = 0;
+    let exists = loop {
+        let exists =
+            client.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&APP_ROLE]).await.map_err(MigrateError::Role)?.is_some();
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        let sql = format!("{verb} ROLE {APP_ROLE} WITH {attrs} PASSWORD '{}'", verifier.replace('\'', "''"));
+        match client.batch_execute(&sql).await {
+            Ok(()) => break exists,
+            Err(e) if attempt < 20 && concurrent_role_change(&e) => {
+                attempt += 1;
+                // A little jitter, so that the losers of one collision do not collide again.
+                let jitter =
+                    u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos() % 20);
+                tokio::time::sleep(std::time::Duration::from_millis(5 * attempt + jitter)).await;
+            }
+            Err(e) => return Err(MigrateError::Role(e)),
+        }
+    };
     let db = client.query_one("SELECT current_database()::text", &[]).await.map_err(MigrateError::Role)?;
     let db: String = db.get(0);
     client

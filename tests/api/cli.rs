@@ -437,3 +437,27 @@ async fn logs_are_coloured_on_a_terminal() {
     assert!(seen.contains("listening"), "{seen}");
     assert!(seen.contains('\u{1b}'), "colour on a terminal: {seen:?}");
 }
+
+#[tokio::test]
+async fn migrates_of_several_databases_of_one_cluster_may_set_the_app_role_at_once() {
+    let c = cluster().await;
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let name = format!("roles_{}", Uuid::new_v4().simple());
+        c.cluster.ensure_database(&name).await.unwrap();
+        let (client, conn) = c.cluster.pg_config(&name).connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        clients.push(client);
+    }
+    // The role is one row of the cluster's pg_authid: concurrent ALTER ROLEs collide.
+    for round in 0..5 {
+        let all =
+            futures::future::join_all(clients.iter().map(|client| rowcast::db::migrate::ensure_app_role(client, &c.app_password))).await;
+        for result in all {
+            result.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+    }
+    let db = &clients[0];
+    let login: bool = db.query_one("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'rowcast_app'", &[]).await.unwrap().get(0);
+    assert!(login);
+}
