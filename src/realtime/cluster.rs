@@ -247,10 +247,11 @@ impl Cluster {
     }
 }
 
+/// 413 `PGRST102`, as every other over-size body (PostgREST itself sets no size limit).
 fn too_big() -> ApiError {
     ApiError::new(
         warp::http::StatusCode::PAYLOAD_TOO_LARGE,
-        "RC413",
+        "PGRST102",
         format!("the message is larger than {MAX_MESSAGE_BYTES} bytes"),
         format!("le message dépasse {MAX_MESSAGE_BYTES} octets"),
     )

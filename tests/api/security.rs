@@ -391,6 +391,13 @@ fn production_code_quotes_enters_and_waits_only_through_the_right_places() {
     assert!(entering.is_empty(), "app.begin_request called outside TenantTx: {entering:?}");
     let sleepers: Vec<&String> = files.iter().filter(|(_, text)| text.contains("thread::sleep")).map(|(p, _)| p).collect();
     assert!(sleepers.is_empty(), "std::thread::sleep in production code: {sleepers:?}");
+    // Error codes are PostgREST's (`PGRST…`, SQLSTATEs, `PTxyz`), never rowcast's old `RC…` (SPEC §4.2).
+    let own_codes: Vec<&String> = files
+        .iter()
+        .filter(|(_, text)| text.match_indices("\"RC").any(|(i, _)| text.as_bytes().get(i + 3).is_some_and(u8::is_ascii_digit)))
+        .map(|(p, _)| p)
+        .collect();
+    assert!(own_codes.is_empty(), "an RC… error code in production code: {own_codes:?}");
 }
 
 // =========================================================================================
