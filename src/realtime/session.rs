@@ -51,6 +51,19 @@ pub enum Stop {
     Gone,
 }
 
+impl Stop {
+    /// The close frame's code and reason; `None` when the peer is gone (nothing to send).
+    pub(super) fn close_frame(self) -> Option<(u16, &'static str)> {
+        match self {
+            Stop::Gone => None,
+            Stop::Close(code, reason) => Some((code, reason)),
+            Stop::Killed(Kill::Lagging) => Some((close::LAGGING, "lagging")),
+            Stop::Killed(Kill::Shutdown) => Some((close::GOING_AWAY, "shutdown")),
+            Stop::Killed(Kill::UserDisabled) => Some((close::FORBIDDEN, "user_disabled")),
+        }
+    }
+}
+
 pub(super) enum Inbound {
     Text(String),
     Binary(Vec<u8>),
@@ -215,15 +228,9 @@ impl Session {
 
     async fn finish(mut self, stop: Stop) {
         let cursor = self.resume_cursor();
-        let (code, reason) = match stop {
-            Stop::Gone => {
-                let _ = tokio::time::timeout(CLOSE_FLUSH, SinkExt::close(self.socket.get())).await;
-                return;
-            }
-            Stop::Close(code, reason) => (code, reason),
-            Stop::Killed(Kill::Lagging) => (close::LAGGING, "lagging"),
-            Stop::Killed(Kill::Shutdown) => (close::GOING_AWAY, "shutdown"),
-            Stop::Killed(Kill::UserDisabled) => (close::FORBIDDEN, "user_disabled"),
+        let Some((code, reason)) = stop.close_frame() else {
+            let _ = tokio::time::timeout(CLOSE_FLUSH, SinkExt::close(self.socket.get())).await;
+            return;
         };
         let lagging = code == close::LAGGING;
         let sink = self.socket.get();

@@ -29,7 +29,7 @@ use crate::limits::SessionPermit;
 use crate::realtime::event::{Event, Role};
 use crate::realtime::hub::{Kill, Outbound, SessionId, SessionLink};
 use crate::realtime::protocol::close;
-use crate::realtime::session::{Heard, Inbound, OwnedSocket, Socket, write};
+use crate::realtime::session::{Heard, Inbound, OwnedSocket, Socket, Stop, write};
 use crate::realtime::subscription::Channel as HubChannel;
 
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
@@ -62,12 +62,6 @@ impl Identity {
     fn room(&self) -> Uuid {
         self.tenant.unwrap_or(Uuid::nil())
     }
-}
-
-enum Stop {
-    Close(u16, &'static str),
-    Killed(Kill),
-    Gone,
 }
 
 struct Session {
@@ -271,15 +265,9 @@ impl Session {
                 let _ = rt.cluster.untrack(self.id, None).await;
             }
         }
-        let (code, reason) = match stop {
-            Stop::Gone => {
-                let _ = tokio::time::timeout(CLOSE_FLUSH, SinkExt::close(self.socket.get())).await;
-                return;
-            }
-            Stop::Close(code, reason) => (code, reason),
-            Stop::Killed(Kill::Lagging) => (close::LAGGING, "lagging"),
-            Stop::Killed(Kill::Shutdown) => (close::GOING_AWAY, "shutdown"),
-            Stop::Killed(Kill::UserDisabled) => (close::FORBIDDEN, "user_disabled"),
+        let Some((code, reason)) = stop.close_frame() else {
+            let _ = tokio::time::timeout(CLOSE_FLUSH, SinkExt::close(self.socket.get())).await;
+            return;
         };
         let sink = self.socket.get();
         let closing = async move {
