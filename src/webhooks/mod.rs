@@ -27,7 +27,7 @@ pub mod send;
 pub mod ssrf;
 mod wake;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -71,6 +71,7 @@ pub fn start(settings: &Settings, app_config: tokio_postgres::Config, cancel: Ca
         limits: settings.webhooks.clone(),
         wake: wake.clone(),
         inflight: Mutex::default(),
+        failing: Mutex::default(),
         total: AtomicUsize::new(0),
         cancel: cancel.clone(),
         reports,
@@ -102,6 +103,9 @@ struct Dispatcher {
     wake: Arc<Wake>,
     /// Runs in flight in this instance, per tenant.
     inflight: Mutex<HashMap<Uuid, usize>>,
+    /// Webhooks whose last attempt here failed: claimed one delivery per run until one succeeds
+    /// (a dead receiver's backlog is not signed and given back 32 at a time at every timeout).
+    failing: Mutex<HashSet<Uuid>>,
     total: AtomicUsize,
     cancel: CancellationToken,
     reports: mpsc::UnboundedSender<Report>,
@@ -187,7 +191,10 @@ impl Dispatcher {
         }
         let per_tenant = i32::try_from(self.limits.tenant_concurrency).unwrap_or(i32::MAX);
         let limit = i32::try_from(room.free).unwrap_or(i32::MAX);
-        queue::claim(conn, self.worker, limit, per_tenant, &room.busy, RUN).await.map_err(|e| format!("app.webhook_claim_runs: {e}"))
+        let failing: Vec<Uuid> = self.failing.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        queue::claim(conn, self.worker, limit, per_tenant, &room.busy, RUN, &failing)
+            .await
+            .map_err(|e| format!("app.webhook_claim_runs: {e}"))
     }
 
     /// Starts a task per run, each holding one of its tenant's slots; returns how many.
@@ -242,6 +249,13 @@ impl Dispatcher {
             let outcome = self.sender.send(&job).await;
             metrics::histogram!("rowcast_webhook_attempt_duration_seconds").record(outcome.duration.as_secs_f64());
             let succeeded = outcome.succeeded();
+            {
+                let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+                match succeeded {
+                    true => failing.remove(&job.webhook),
+                    false => failing.insert(job.webhook),
+                };
+            }
             let _ = self.reports.send(Report::Attempt(Box::new(Attempt { job, outcome })));
             if !succeeded {
                 self.give_back(jobs);

@@ -10,7 +10,7 @@ use super::send::Outcome;
 
 const FEED_SQL: &str = "SELECT app.webhook_feed_for($1, $2)";
 const CLAIM_SQL: &str = "SELECT run, delivery_id, tenant_id, webhook_id, url, attempt, msg_id, sent_at, signature, body, \
-                         event_created_at, lease_ms FROM app.webhook_claim_runs($1, $2, $3, $4, $5, $6)";
+                         event_created_at, lease_ms FROM app.webhook_claim_runs($1, $2, $3, $4, $5, $6, $7)";
 const RECORD_SQL: &str = "SELECT delivery_id, result FROM app.webhook_record_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 const RELEASE_SQL: &str = "SELECT app.webhook_release($1, $2, $3)";
 const STATS_SQL: &str = "SELECT depth, oldest_seconds FROM app.webhook_queue_stats()";
@@ -67,11 +67,12 @@ pub async fn claim(
     per_tenant: i32,
     busy: &[(Uuid, i32)],
     run: i32,
+    failing: &[Uuid],
 ) -> Result<Vec<Run>, tokio_postgres::Error> {
     let tenants: Vec<Uuid> = busy.iter().map(|b| b.0).collect();
     let counts: Vec<i32> = busy.iter().map(|b| b.1).collect();
     let stmt = client.prepare_cached(CLAIM_SQL).await?;
-    let rows = client.query(&stmt, &[&worker, &limit, &per_tenant, &tenants, &counts, &run]).await?;
+    let rows = client.query(&stmt, &[&worker, &limit, &per_tenant, &tenants, &counts, &run, &failing]).await?;
     let mut runs: Vec<Run> = Vec::new();
     let mut current = None;
     for r in rows {

@@ -775,3 +775,146 @@ async fn two_servers_deliver_an_ordered_burst_in_seq_order_each_attempt_once() {
     assert!(rx.hits.try_recv().is_err(), "no duplicate delivery");
     drop((one, two));
 }
+
+/// Buffers a claim reads, from `EXPLAIN (ANALYZE, BUFFERS)` of the function call (its
+/// statements' reads are counted in the call's node); the claim is rolled back.
+async fn claim_reads(conn: &mut Client, busy_tenant: Uuid) -> (i64, usize) {
+    let tx = conn.transaction().await.unwrap();
+    let plan: Value = tx
+        .query_one(
+            &format!(
+                "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM app.webhook_claim_runs('{}', 8, 8, '{{{busy_tenant}}}', '{{8}}', 32)",
+                Uuid::new_v4()
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let node = &plan[0]["Plan"];
+    let reads = node["Shared Hit Blocks"].as_i64().unwrap() + node["Shared Read Blocks"].as_i64().unwrap();
+    let rows = node["Actual Rows"].as_u64().unwrap() as usize;
+    tx.rollback().await.unwrap();
+    (reads, rows)
+}
+
+#[tokio::test]
+async fn a_claim_reads_what_it_claims_not_the_queue_even_on_plans_made_when_the_queue_was_empty() {
+    // A server starts on an empty queue: its connection's first claims plan (and cache) against
+    // an empty table. Then the queue grows — a long history of finished deliveries and another
+    // tenant's backlog whose receiver is dead (all its slots busy). A claim must still read
+    // only what it claims: V70's cached plans scanned the whole queue on every claim, so a dead
+    // tenant's backlog slowed every other tenant's deliveries (issue 11 item 8).
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    let world = World::create(&owner).await;
+    let hook = add_hook(&owner, world.tenant_a, "https://hooks.test/a", &secret()).await;
+    let dead = add_hook(&owner, world.tenant_b, "https://hooks.test/dead", &secret()).await;
+    owner.execute("UPDATE webhooks SET parallel = true WHERE id = $1", &[&dead]).await.unwrap();
+    let fill = "INSERT INTO app.webhook_deliveries (tenant_id, webhook_id, event_seq, event_type, body, ordered, max_attempts, status, completed_at)
+                SELECT $1, $2, i, 'contact_created', repeat('x', 300), $3, 5, $4, CASE WHEN $4 = 'succeeded' THEN now() END
+                  FROM generate_series($5::bigint, $6::bigint) i";
+    let (done, pending) = ("succeeded".to_string(), "pending".to_string());
+    // The dispatcher's connection polls an empty queue first (its claims end after the first
+    // statement), then gets tenant A's head, which every claim here claims (and rolls back),
+    // so all of the claim's statements are planned and cached while the queue is tiny.
+    let mut conn = db.owner().await;
+    for _ in 0..12 {
+        assert_eq!(claim_reads(&mut conn, world.tenant_b).await.1, 0, "nothing to claim yet");
+    }
+    owner.execute(fill, &[&world.tenant_a, &hook, &true, &pending, &20_001i64, &20_001i64]).await.unwrap();
+    let mut small_reads = 0;
+    for _ in 0..12 {
+        let (reads, claimed) = claim_reads(&mut conn, world.tenant_b).await;
+        assert_eq!(claimed, 1, "tenant A's head");
+        small_reads = reads;
+    }
+
+    // The history and the dead tenant's backlog, without an ANALYZE (as between autovacuums).
+    owner.execute(fill, &[&world.tenant_a, &hook, &true, &done, &1i64, &20_000i64]).await.unwrap();
+    owner.execute(fill, &[&world.tenant_b, &dead, &false, &pending, &1i64, &2_000i64]).await.unwrap();
+    let (reads, claimed) = claim_reads(&mut conn, world.tenant_b).await;
+    assert_eq!(claimed, 1, "tenant A's head again, and nothing of the busy tenant");
+    let pages: i64 = owner.query_one("SELECT pg_relation_size('app.webhook_deliveries') / 8192", &[]).await.unwrap().get(0);
+    assert!(pages > 500, "the queue is large: {pages} pages");
+    assert!(
+        reads < small_reads + 50,
+        "a one-delivery claim read {reads} buffers with {pages} pages queued ({small_reads} with one row queued)"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_webhook_is_claimed_one_delivery_per_run() {
+    // The SQL alone: what the dispatcher asks for a webhook whose last attempt failed.
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    let world = World::create(&owner).await;
+    let parallel = add_hook(&owner, world.tenant_a, "https://hooks.test/p", &secret()).await;
+    let ordered = add_hook(&owner, world.tenant_b, "https://hooks.test/o", &secret()).await;
+    owner.execute("UPDATE webhooks SET events = '{contact_created}', parallel = (id = $1)", &[&parallel]).await.unwrap();
+    for tenant in [world.tenant_a, world.tenant_b] {
+        owner
+            .execute(
+                "INSERT INTO contacts (tenant_id, phone) SELECT $1, '+3396' || lpad(i::text, 6, '0') FROM generate_series(1, 40) i",
+                &[&tenant],
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(owner.query_one("SELECT app.webhook_feed(1000)", &[]).await.unwrap().get::<_, i32>(0), 80);
+    let claim = "SELECT run, webhook_id FROM app.webhook_claim_runs($1, 64, 8, '{}', '{}', 32, $2)";
+    let runs = |rows: &[tokio_postgres::Row], hook: Uuid| {
+        let mut per_run: std::collections::BTreeMap<i32, usize> = Default::default();
+        for r in rows.iter().filter(|r| r.get::<_, Uuid>(1) == hook) {
+            *per_run.entry(r.get(0)).or_default() += 1;
+        }
+        per_run.into_values().collect::<Vec<_>>()
+    };
+
+    // Failing: eight runs of one for the parallel webhook, the head alone for the ordered one.
+    let mut tx_conn = db.owner().await;
+    let tx = tx_conn.transaction().await.unwrap();
+    let rows = tx.query(claim, &[&Uuid::new_v4(), &vec![parallel, ordered]]).await.unwrap();
+    assert_eq!(runs(&rows, parallel), vec![1; 8], "one delivery per slot");
+    assert_eq!(runs(&rows, ordered), vec![1], "the head alone");
+    tx.rollback().await.unwrap();
+
+    // Healthy (the twin): full runs.
+    let rows = owner.query(claim, &[&Uuid::new_v4(), &Vec::<Uuid>::new()]).await.unwrap();
+    assert_eq!(runs(&rows, parallel).iter().sum::<usize>(), 40, "the whole backlog in runs: {:?}", runs(&rows, parallel));
+    assert_eq!(runs(&rows, parallel).len(), 8);
+    assert_eq!(runs(&rows, ordered), vec![32], "the head and 31 followers");
+}
+
+#[tokio::test]
+async fn a_dead_receivers_backlog_is_tried_one_delivery_per_slot_not_claimed_and_given_back_in_runs() {
+    let s = setup(&[
+        ("ROWCAST_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("ROWCAST_WEBHOOK_TENANT_CONCURRENCY", "2"),
+        ("ROWCAST_WEBHOOK_TIMEOUT_MS", "300"),
+    ])
+    .await;
+    schedule(&s.owner, "{1 hour}", 100).await;
+    let mut dead = Receiver::start(vec![Reply::Hang(Duration::from_secs(60)); 100]).await;
+    let hook = add_hook(&s.owner, s.world.tenant_a, &dead.url, &secret()).await;
+    s.owner.execute("UPDATE webhooks SET parallel = true, events = '{contact_created}' WHERE id = $1", &[&hook]).await.unwrap();
+    s.owner
+        .execute(
+            "INSERT INTO contacts (tenant_id, phone) SELECT $1, '+3395' || lpad(i::text, 6, '0') FROM generate_series(1, 40) i",
+            &[&s.world.tenant_a],
+        )
+        .await
+        .unwrap();
+    // First two runs (of 20) hang and time out; their tails are given back. From then on the
+    // webhook is failing: each attempt is a run of its own.
+    for _ in 0..6 {
+        dead.next().await;
+    }
+    let in_flight: i64 = s
+        .owner
+        .query_one("SELECT count(*) FROM app.webhook_deliveries WHERE webhook_id = $1 AND status = 'in_flight'", &[&hook])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(in_flight <= 2, "{in_flight} deliveries held for a dead receiver with 2 slots");
+}
