@@ -497,6 +497,10 @@ fn report_vs(name: &str, ours: &Figures, theirs: &Figures, target: f64) {
     );
 }
 
+/// The allocator of `rowcast serve` (src/main.rs): the rest suite runs the server in-process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let opts = options();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
