@@ -220,17 +220,25 @@ impl Dispatcher {
         self.total.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// A run ended. Its outcomes reach the recorder, whose claim follows the record, so the
+    /// dispatcher is woken only when the slot freed here may be what a claim was missing
+    /// (the tenant or the instance was full): a wake-up per run made a useless round (a claim
+    /// before the record, finding the webhook's head still in flight) for every delivery.
     fn end(&self, tenant: Uuid) {
         let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tenant_was_full = false;
         if let Some(n) = map.get_mut(&tenant) {
+            tenant_was_full = *n >= self.limits.tenant_concurrency;
             *n -= 1;
             if *n == 0 {
                 map.remove(&tenant);
             }
         }
         drop(map);
-        self.total.fetch_sub(1, Ordering::AcqRel);
-        self.wake.work();
+        let total_was = self.total.fetch_sub(1, Ordering::AcqRel);
+        if tenant_was_full || total_was >= self.limits.concurrency {
+            self.wake.work();
+        }
     }
 
     /// Sends a run's deliveries in order; each outcome goes to the recorder. A failed attempt
@@ -291,8 +299,11 @@ impl Dispatcher {
             }
             let (mut recorded, mut released) = (attempts.is_empty(), releases.is_empty());
             let mut delay = Duration::from_millis(100);
+            let mut claimed_after = false;
             for _ in 0..5 {
-                match self.record(&attempts, &releases, recorded, released).await {
+                let (rec, rel, claimed) = self.record(&attempts, &releases, recorded, released).await;
+                claimed_after = claimed;
+                match (rec, rel) {
                     (Ok(results), Ok(())) => {
                         if let Some(results) = results {
                             for (a, result) in attempts.iter().zip(results) {
@@ -315,22 +326,27 @@ impl Dispatcher {
                     }
                 }
             }
-            self.wake.work();
+            // The claim pipelined after the record saw what it finished; only when it could not
+            // run (the dispatcher was claiming, or it failed) must the dispatcher claim again.
+            if !claimed_after {
+                self.wake.work();
+            }
         }
     }
 
     /// One round trip: the batch of attempts, the releases, then a claim (which sees the heads
-    /// of ordered webhooks this batch finished), pipelined on one connection.
+    /// of ordered webhooks this batch finished), pipelined on one connection. The last value
+    /// says whether that claim was made.
     async fn record(
         self: &Arc<Self>,
         attempts: &[Attempt],
         releases: &[(Uuid, i32)],
         recorded: bool,
         released: bool,
-    ) -> (Result<Option<Vec<String>>, String>, Result<(), String>) {
+    ) -> (Result<Option<Vec<String>>, String>, Result<(), String>, bool) {
         let conn = match self.db.conn().await {
             Ok(c) => c,
-            Err(e) => return (Err(e.to_string()), Err(e.to_string())),
+            Err(e) => return (Err(e.to_string()), Err(e.to_string()), false),
         };
         let record = async {
             if recorded {
@@ -357,13 +373,19 @@ impl Dispatcher {
         let claimed_at = Instant::now();
         let (record, release, runs) = tokio::join!(record, release, claim);
         drop(conn);
-        match runs {
-            Some(Ok(runs)) => drop(self.spawn_runs(runs, claimed_at)),
-            Some(Err(e)) => tracing::warn!(error = %e, "webhook recorder: claim failed"),
-            None => {}
-        }
+        let claimed = match runs {
+            Some(Ok(runs)) => {
+                self.spawn_runs(runs, claimed_at);
+                true
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "webhook recorder: claim failed");
+                false
+            }
+            None => false,
+        };
         drop(claiming);
-        (record, release)
+        (record, release, claimed)
     }
 }
 
