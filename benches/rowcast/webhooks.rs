@@ -231,12 +231,20 @@ pub async fn webhooks_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow
     db.batch_execute(&format!("DELETE FROM webhooks WHERE tenant_id = '{}'", tenant_id(DEAD))).await?;
     let (mut hooks, ws) = steady(&db, port, &token, tenant_id(STEADY), &mut arrivals, seconds).await?;
     hooks.sort_unstable();
+    let control_p99 = percentile(&hooks, 0.99);
     println!(
         "  after, dead webhook deleted (control): webhook {}  dead run's p99 {:.2}x this one's",
         summary(hooks.clone()),
-        dead_p99 / percentile(&hooks, 0.99).max(f64::EPSILON)
+        dead_p99 / control_p99.max(f64::EPSILON)
     );
     println!("  {:>35} same events on /ws: {}", "", summary(ws));
+    // The healthy runs on either side bound what the queue's growth alone does to the figure;
+    // 1 ms is the noise of a p99 of ~3 ms here (the two healthy runs differ by 1–3 ms).
+    let bound = healthy_p99.max(control_p99) + 1.0;
+    println!(
+        "  dead receiver's cost to the other tenant: p99 {dead_p99:.2} ms against {healthy_p99:.2} / {control_p99:.2} ms healthy before / after  {}",
+        if dead_p99 <= bound { "PASS (within 1 ms of the healthy runs around it)" } else { "ABOVE the healthy runs" }
+    );
     stop.cancel();
     Ok(())
 }
