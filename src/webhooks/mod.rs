@@ -52,6 +52,8 @@ const POOL_SIZE: usize = 4;
 const RUN: i32 = 32;
 /// Attempts recorded per transaction at most.
 const RECORD_BATCH: usize = 500;
+/// Webhooks remembered as failing at most (see [`Failing`]).
+const FAILING_MAX: usize = 10_000;
 /// A run's next attempt starts only if it can finish this long before the lease ends.
 const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
@@ -105,12 +107,36 @@ struct Dispatcher {
     inflight: Mutex<HashMap<Uuid, usize>>,
     /// Webhooks whose last attempt here failed: claimed one delivery per run until one succeeds
     /// (a dead receiver's backlog is not signed and given back 32 at a time at every timeout).
-    failing: Mutex<HashSet<Uuid>>,
+    failing: Mutex<Failing>,
     total: AtomicUsize,
     cancel: CancellationToken,
     reports: mpsc::UnboundedSender<Report>,
     /// Held while a claim is computed, made and its runs begun: claims never race for slots.
     claiming: tokio::sync::Mutex<()>,
+}
+
+/// The webhooks whose last attempt in this instance failed. A failed attempt marks its
+/// webhook, a success clears it. A webhook deleted while failing is never cleared, so the set
+/// is bounded: past [`FAILING_MAX`] it starts over (the cost: one full run for each webhook
+/// still failing).
+#[derive(Default)]
+struct Failing(HashSet<Uuid>);
+
+impl Failing {
+    fn note(&mut self, webhook: Uuid, succeeded: bool) {
+        if succeeded {
+            self.0.remove(&webhook);
+        } else {
+            if self.0.len() >= FAILING_MAX {
+                self.0.clear();
+            }
+            self.0.insert(webhook);
+        }
+    }
+
+    fn list(&self) -> Vec<Uuid> {
+        self.0.iter().copied().collect()
+    }
 }
 
 /// Free slots in all, and the runs in flight per tenant.
@@ -191,7 +217,7 @@ impl Dispatcher {
         }
         let per_tenant = i32::try_from(self.limits.tenant_concurrency).unwrap_or(i32::MAX);
         let limit = i32::try_from(room.free).unwrap_or(i32::MAX);
-        let failing: Vec<Uuid> = self.failing.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        let failing = self.failing.lock().unwrap_or_else(|p| p.into_inner()).list();
         queue::claim(conn, self.worker, limit, per_tenant, &room.busy, RUN, &failing)
             .await
             .map_err(|e| format!("app.webhook_claim_runs: {e}"))
@@ -257,19 +283,17 @@ impl Dispatcher {
             let outcome = self.sender.send(&job).await;
             metrics::histogram!("rowcast_webhook_attempt_duration_seconds").record(outcome.duration.as_secs_f64());
             let succeeded = outcome.succeeded();
-            {
-                let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
-                match succeeded {
-                    true => failing.remove(&job.webhook),
-                    false => failing.insert(job.webhook),
-                };
-            }
+            self.note_outcome(job.webhook, succeeded);
             let _ = self.reports.send(Report::Attempt(Box::new(Attempt { job, outcome })));
             if !succeeded {
                 self.give_back(jobs);
                 return;
             }
         }
+    }
+
+    fn note_outcome(&self, webhook: Uuid, succeeded: bool) {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner()).note(webhook, succeeded);
     }
 
     fn give_back(&self, jobs: impl Iterator<Item = Job>) {
@@ -423,5 +447,35 @@ async fn stats_loop(db: Db, retention: Duration, cancel: CancellationToken) {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(STATS_EVERY) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_attempt_marks_its_webhook_until_a_success() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut failing = Failing::default();
+        failing.note(a, false);
+        failing.note(b, true);
+        assert_eq!(failing.list(), vec![a], "only the webhook that failed");
+        failing.note(a, false);
+        assert_eq!(failing.list(), vec![a], "once");
+        failing.note(a, true);
+        assert!(failing.list().is_empty(), "a success clears it");
+    }
+
+    #[test]
+    fn the_failing_set_stays_bounded() {
+        let mut failing = Failing::default();
+        for _ in 0..FAILING_MAX {
+            failing.note(Uuid::new_v4(), false);
+        }
+        assert_eq!(failing.list().len(), FAILING_MAX);
+        let last = Uuid::new_v4();
+        failing.note(last, false);
+        assert_eq!(failing.list(), vec![last], "full: it starts over with the newest");
     }
 }
