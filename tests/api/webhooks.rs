@@ -117,6 +117,17 @@ async fn add_hook(owner: &Client, tenant: Uuid, url: &str, secret: &str) -> Uuid
         .get(0)
 }
 
+/// `n` contacts of `tenant` in one statement (one commit, n events), phones `<prefix><first + i>`.
+async fn add_contacts(owner: &Client, tenant: Uuid, prefix: &str, first: i32, n: i32) {
+    owner
+        .execute(
+            "INSERT INTO contacts (tenant_id, phone) SELECT $1, $2 || lpad(($3 + i)::text, 6, '0') FROM generate_series(1, $4) i",
+            &[&tenant, &prefix, &first, &n],
+        )
+        .await
+        .expect("insert contacts");
+}
+
 /// Fast retries for tests (the default schedule starts at 5 s).
 async fn schedule(owner: &Client, steps: &str, disable_after: i32) {
     owner
@@ -334,13 +345,7 @@ async fn two_servers_on_one_database_send_each_attempt_once() {
     let hook = add_hook(&owner, world.tenant_a, &rx.url, &secret()).await;
     owner.execute("UPDATE webhooks SET parallel = true WHERE id = $1", &[&hook]).await.unwrap();
     const N: usize = 40;
-    owner
-        .execute(
-            "INSERT INTO contacts (tenant_id, phone) SELECT $1, '+3399' || lpad(i::text, 6, '0') FROM generate_series(1, $2::int) i",
-            &[&world.tenant_a, &(N as i32)],
-        )
-        .await
-        .unwrap();
+    add_contacts(&owner, world.tenant_a, "+3399", 0, N as i32).await;
     let mut ids = HashSet::new();
     for _ in 0..N {
         assert!(ids.insert(rx.next().await.id), "an attempt was sent twice");
@@ -560,13 +565,7 @@ async fn a_hanging_receiver_holds_only_its_tenants_slots_and_never_delays_anothe
     let mut hung = Receiver::start(vec![Reply::Hang(Duration::from_secs(60)); 10]).await;
     let hook = add_hook(&s.owner, s.world.tenant_a, &hung.url, &secret()).await;
     s.owner.execute("UPDATE webhooks SET parallel = true WHERE id = $1", &[&hook]).await.unwrap();
-    s.owner
-        .execute(
-            "INSERT INTO contacts (tenant_id, phone) SELECT $1, '+3398' || lpad(i::text, 6, '0') FROM generate_series(1, 10) i",
-            &[&s.world.tenant_a],
-        )
-        .await
-        .unwrap();
+    add_contacts(&s.owner, s.world.tenant_a, "+3398", 0, 10).await;
     hung.next().await;
     hung.next().await;
     let mut rx_b = Receiver::start(vec![]).await;
@@ -688,13 +687,7 @@ async fn an_ordered_backlog_is_claimed_as_one_run_in_seq_order_and_its_unsent_ta
     let hook = add_hook(&owner, world.tenant_a, "https://hooks.test/a", &secret()).await;
     let other = add_hook(&owner, world.tenant_b, "https://hooks.test/b", &secret()).await;
     owner.execute("UPDATE webhooks SET events = '{contact_created}'", &[]).await.unwrap();
-    owner
-        .execute(
-            "INSERT INTO contacts (tenant_id, phone) SELECT $1, '+3397' || lpad(i::text, 6, '0') FROM generate_series(1, 5) i",
-            &[&world.tenant_a],
-        )
-        .await
-        .unwrap();
+    add_contacts(&owner, world.tenant_a, "+3397", 0, 5).await;
     add_contact(&owner, world.tenant_b).await;
     assert_eq!(owner.query_one("SELECT app.webhook_feed(1000)", &[]).await.unwrap().get::<_, i32>(0), 6);
     let in_seq_order: Vec<Uuid> = owner
@@ -744,13 +737,7 @@ async fn two_servers_deliver_an_ordered_burst_in_seq_order_each_attempt_once() {
     let hook = add_hook(&owner, world.tenant_a, &rx.url, &secret()).await;
     const N: usize = 80;
     for half in 0..2 {
-        owner
-            .execute(
-                "INSERT INTO contacts (tenant_id, phone) SELECT $1, '+3396' || lpad(($2 * 1000 + i)::text, 6, '0') FROM generate_series(1, $3::int) i",
-                &[&world.tenant_a, &half, &((N / 2) as i32)],
-            )
-            .await
-            .unwrap();
+        add_contacts(&owner, world.tenant_a, "+3396", half * 1000, (N / 2) as i32).await;
     }
     let mut last = 0;
     let mut ids = HashSet::new();
@@ -853,13 +840,7 @@ async fn a_failing_webhook_is_claimed_one_delivery_per_run() {
     let ordered = add_hook(&owner, world.tenant_b, "https://hooks.test/o", &secret()).await;
     owner.execute("UPDATE webhooks SET events = '{contact_created}', parallel = (id = $1)", &[&parallel]).await.unwrap();
     for tenant in [world.tenant_a, world.tenant_b] {
-        owner
-            .execute(
-                "INSERT INTO contacts (tenant_id, phone) SELECT $1, '+3396' || lpad(i::text, 6, '0') FROM generate_series(1, 40) i",
-                &[&tenant],
-            )
-            .await
-            .unwrap();
+        add_contacts(&owner, tenant, "+3394", 0, 40).await;
     }
     assert_eq!(owner.query_one("SELECT app.webhook_feed(1000)", &[]).await.unwrap().get::<_, i32>(0), 80);
     let claim = "SELECT run, webhook_id FROM app.webhook_claim_runs($1, 64, 8, '{}', '{}', 32, $2)";
@@ -898,13 +879,7 @@ async fn a_dead_receivers_backlog_is_tried_one_delivery_per_slot_not_claimed_and
     let mut dead = Receiver::start(vec![Reply::Hang(Duration::from_secs(60)); 100]).await;
     let hook = add_hook(&s.owner, s.world.tenant_a, &dead.url, &secret()).await;
     s.owner.execute("UPDATE webhooks SET parallel = true, events = '{contact_created}' WHERE id = $1", &[&hook]).await.unwrap();
-    s.owner
-        .execute(
-            "INSERT INTO contacts (tenant_id, phone) SELECT $1, '+3395' || lpad(i::text, 6, '0') FROM generate_series(1, 40) i",
-            &[&s.world.tenant_a],
-        )
-        .await
-        .unwrap();
+    add_contacts(&s.owner, s.world.tenant_a, "+3395", 0, 40).await;
     // First two runs (of 20) hang and time out; their tails are given back. From then on the
     // webhook is failing: each attempt is a run of its own.
     for _ in 0..6 {
