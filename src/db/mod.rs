@@ -2,6 +2,7 @@
 
 pub mod embedded;
 pub mod ident;
+pub mod listen;
 pub mod migrate;
 pub mod pool;
 pub mod tenant_tx;

@@ -10,13 +10,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Limits;
+use crate::db::listen::{Listening, listen};
 
 pub const APPLICATION_NAME: &str = "rowcast-limits";
 const LISTEN_SQL: &str = "LISTEN rowcast_limits";
@@ -24,29 +23,10 @@ const LOAD_SQL: &str = "SELECT tenant_id, requests_per_minute FROM app.tenant_ra
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
-struct Conn {
-    client: Client,
-    notes: mpsc::UnboundedReceiver<()>,
-}
+type Conn = Listening;
 
 async fn connect(config: &tokio_postgres::Config) -> Result<Conn, String> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| format!("connect: {e}"))?;
-    let (tx, notes) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(_)) if tx.send(()).is_err() => break,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "rate-limit reload connection lost");
-                    break;
-                }
-            }
-        }
-    });
-    client.batch_execute(LISTEN_SQL).await.map_err(|e| format!("LISTEN rowcast_limits: {e}"))?;
-    Ok(Conn { client, notes })
+    listen(config, LISTEN_SQL, "rate-limit reload").await
 }
 
 async fn load(client: &Client, limits: &Limits) -> Result<(), String> {
@@ -82,7 +62,7 @@ async fn run(config: tokio_postgres::Config, mut conn: Conn, limits: Arc<Limits>
             }
             note = conn.notes.recv() => {
                 let reloaded = match note {
-                    Some(()) => {
+                    Some(_) => {
                         while conn.notes.try_recv().is_ok() {}
                         load(&conn.client, &limits).await
                     }

@@ -18,16 +18,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::hub::{Outbound, SessionId, SessionLink};
 use crate::db::Db;
+use crate::db::listen::{Listening, listen};
 use crate::error::ApiError;
 
 /// How often an instance records that it is alive.
@@ -216,25 +214,13 @@ impl Cluster {
     }
 
     async fn listen(&self, config: &tokio_postgres::Config, cancel: &CancellationToken) -> Result<(), String> {
-        let (client, mut connection) = config.connect(NoTls).await.map_err(|e| format!("connect: {e}"))?;
-        let (tx, mut notes) = mpsc::unbounded_channel();
-        let pump = tokio::spawn(async move {
-            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(message) = messages.next().await {
-                match message {
-                    Ok(AsyncMessage::Notification(n)) if tx.send(n.payload().to_string()).is_err() => break,
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-        });
-        client.batch_execute(CHANNEL_SQL).await.map_err(|e| format!("LISTEN: {e}"))?;
+        let Listening { client, mut notes } = listen(config, CHANNEL_SQL, "realtime cluster").await?;
         self.up.store(true, Ordering::Release);
         let outcome = loop {
             tokio::select! {
                 _ = cancel.cancelled() => break Ok(()),
                 note = notes.recv() => match note {
-                    Some(payload) => match serde_json::from_str::<ClusterMessage>(&payload) {
+                    Some(note) => match serde_json::from_str::<ClusterMessage>(note.payload()) {
                         Ok(message) => self.route(Arc::new(message)),
                         Err(e) => tracing::warn!(error = %e, "ignoring an undecodable rowcast_cluster notification"),
                     },
@@ -242,7 +228,7 @@ impl Cluster {
                 },
             }
         };
-        pump.abort();
+        drop(client);
         outcome
     }
 }

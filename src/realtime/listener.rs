@@ -18,14 +18,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::event::{Event, Notice};
 use super::hub::Hub;
+use crate::db::listen::{Listening, listen};
 
 /// `application_name` of the relay connection (visible in `pg_stat_activity`).
 pub const APPLICATION_NAME: &str = "rowcast-listener";
@@ -60,29 +59,10 @@ impl ListenerState {
 }
 
 /// An open relay connection: the client for queries and the notifications it receives.
-struct Conn {
-    client: Client,
-    notes: mpsc::UnboundedReceiver<String>,
-}
+type Conn = Listening;
 
 async fn connect(config: &tokio_postgres::Config) -> Result<Conn, String> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| format!("connect: {e}"))?;
-    let (tx, notes) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) if tx.send(n.payload().to_string()).is_err() => break,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "realtime relay connection lost");
-                    break;
-                }
-            }
-        }
-    });
-    client.batch_execute(CHANNEL_SQL).await.map_err(|e| format!("LISTEN: {e}"))?;
-    Ok(Conn { client, notes })
+    listen(config, CHANNEL_SQL, "realtime relay").await
 }
 
 /// The relay task's shared context.
@@ -155,7 +135,7 @@ impl Relay {
                 biased;
                 _ = self.cancel.cancelled() => return Ok(()),
                 note = conn.notes.recv() => match note {
-                    Some(payload) => self.on_notification(&conn.client, last, &payload).await?,
+                    Some(note) => self.on_notification(&conn.client, last, note.payload()).await?,
                     None => return Err("connection closed".into()),
                 },
                 _ = probe.tick() => probe_queue(&conn.client).await?,

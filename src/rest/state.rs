@@ -5,13 +5,11 @@
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use futures::StreamExt;
-use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use super::catalog::{Catalog, CatalogError};
 use crate::core::{Core, StartError};
+use crate::db::listen::{Listening, listen};
 
 /// The channel a DBA (or a migration) notifies after changing the schema.
 pub const RELOAD_CHANNEL: &str = "rowcast_reload";
@@ -66,30 +64,6 @@ pub fn spawn_reloader(state: &Arc<RestState>, config: tokio_postgres::Config, st
     })
 }
 
-/// Connects, LISTENs, and forwards reload notifications; the receiver ends when the
-/// connection does.
-async fn listen(config: &tokio_postgres::Config) -> Result<(tokio_postgres::Client, mpsc::UnboundedReceiver<()>), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) if n.channel() == RELOAD_CHANNEL => {
-                    let _ = tx.send(());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "REST reload connection lost");
-                    break;
-                }
-            }
-        }
-    });
-    client.batch_execute(&format!("LISTEN {RELOAD_CHANNEL}")).await?;
-    Ok((client, rx))
-}
-
 async fn reload(state: &Weak<RestState>, client: &tokio_postgres::Client, why: &str) -> bool {
     let Some(state) = state.upgrade() else { return false };
     match Catalog::load(client).await {
@@ -118,7 +92,7 @@ async fn reload_loop(config: tokio_postgres::Config, state: Weak<RestState>) {
     let mut backoff = Duration::from_millis(100);
     let (mut first, mut failures) = (true, 0u32);
     while state.strong_count() > 0 {
-        let (client, mut notes) = match listen(&config).await {
+        let Listening { client, mut notes } = match listen(&config, &format!("LISTEN {RELOAD_CHANNEL}"), "REST reload").await {
             Ok(ok) => ok,
             Err(e) => {
                 failures += 1;
@@ -139,7 +113,7 @@ async fn reload_loop(config: tokio_postgres::Config, state: Weak<RestState>) {
         loop {
             let why = tokio::select! {
                 note = notes.recv() => match note {
-                    Some(()) => "NOTIFY rowcast_reload",
+                    Some(_) => "NOTIFY rowcast_reload",
                     None => break,
                 },
                 _ = hangup(&mut hup) => "SIGHUP",

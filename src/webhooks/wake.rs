@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
+
+use crate::db::listen::{Listening, listen as db_listen};
 
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
 
@@ -68,27 +68,15 @@ pub fn spawn(mut config: tokio_postgres::Config, wake: Arc<Wake>, worker: uuid::
 
 /// Ok when cancelled; Err when the connection failed or dropped.
 async fn listen(config: &tokio_postgres::Config, wake: &Wake, worker: &str, cancel: &CancellationToken) -> Result<(), String> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| format!("connect: {e}"))?;
-    let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-    let listened = client.batch_execute("LISTEN rowcast_events; LISTEN rowcast_webhooks");
-    futures::pin_mut!(listened);
-    // The connection must be polled for the LISTEN to complete.
-    loop {
-        tokio::select! {
-            done = &mut listened => { done.map_err(|e| format!("LISTEN: {e}"))?; break; }
-            message = messages.next() => match message {
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.to_string()),
-                None => return Err("connection closed".into()),
-            },
-        }
-    }
+    // The client is held (not used): dropping it would close the connection.
+    let Listening { client: _client, mut notes } =
+        db_listen(config, "LISTEN rowcast_events; LISTEN rowcast_webhooks", "webhook wake-up").await?;
     wake.events();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
-            message = messages.next() => match message {
-                Some(Ok(AsyncMessage::Notification(n))) => {
+            note = notes.recv() => match note {
+                Some(n) => {
                     if n.channel() == "rowcast_events" {
                         if !only_webhook_events(n.payload()) {
                             wake.events();
@@ -98,8 +86,6 @@ async fn listen(config: &tokio_postgres::Config, wake: &Wake, worker: &str, canc
                         wake.work();
                     }
                 }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.to_string()),
                 None => return Err("connection closed".into()),
             },
         }
