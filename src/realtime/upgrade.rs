@@ -34,16 +34,28 @@ use crate::limits::SessionPermit;
 pub fn route(state: Arc<Realtime>) -> BoxedFilter<(Response,)> {
     let with_state = warp::any().map(move || state.clone());
     warp::path!("ws")
-        .and(warp::method())
-        .and(warp::header::headers_cloned())
-        .and(raw_query())
-        .and(warp::ext::optional::<OnUpgrade>())
+        .and(upgrade_request())
         .and(with_state)
-        .then(|method: Method, headers: HeaderMap, query: String, on_upgrade: Option<OnUpgrade>, state: Arc<Realtime>| async move {
-            let ws = on_upgrade.and_then(|u| websocket_key(&method, &headers).map(|key| (key, u)));
+        .then(|headers: HeaderMap, query: String, ws: Option<(String, OnUpgrade)>, state: Arc<Realtime>| async move {
             respond(upgrade(state, &headers, &query, ws).await)
         })
         .boxed()
+}
+
+/// What both socket protocols take from an upgrade request: its headers, its raw query, and —
+/// when it is a valid WebSocket upgrade — the `Sec-WebSocket-Key` and the connection to take
+/// over (`None` answers the request with an HTTP error instead).
+pub(super) fn upgrade_request()
+-> impl Filter<Extract = (HeaderMap, String, Option<(String, OnUpgrade)>), Error = std::convert::Infallible> + Clone {
+    warp::method()
+        .and(warp::header::headers_cloned())
+        .and(raw_query())
+        .and(warp::ext::optional::<OnUpgrade>())
+        .map(|method: Method, headers: HeaderMap, query: String, on_upgrade: Option<OnUpgrade>| {
+            let ws = on_upgrade.and_then(|u| websocket_key(&method, &headers).map(|key| (key, u)));
+            (headers, query, ws)
+        })
+        .untuple_one()
 }
 
 /// Bytes of an idle socket's read buffer, and the most one read call takes. Client frames are

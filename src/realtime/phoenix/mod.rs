@@ -25,16 +25,16 @@ use tungstenite::protocol::Role as WsRole;
 use uuid::Uuid;
 use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::http::{HeaderMap, Method, StatusCode};
+use warp::http::{HeaderMap, StatusCode};
 use warp::hyper::upgrade::OnUpgrade;
 use warp::reply::Response;
 
 use super::Realtime;
-use super::upgrade::{header, origin_refusal, socket_config, websocket_key};
+use super::upgrade::{header, origin_refusal, socket_config, upgrade_request};
 use crate::auth::Principal;
 use crate::db::TenantTx;
 use crate::error::ApiError;
-use crate::http::filters::{Door, parse_tenant, raw_query, resolve_tenant};
+use crate::http::filters::{Door, parse_tenant, resolve_tenant};
 use crate::http::respond;
 use crate::i18n::Lang;
 use crate::limits::SessionPermit;
@@ -65,13 +65,9 @@ pub fn route(realtime: Arc<Realtime>, rest: Arc<RestState>) -> BoxedFilter<(Resp
     let state = Arc::new(PhxState { realtime, rest });
     let with_state = warp::any().map(move || state.clone());
     warp::path!("realtime" / "v1" / "websocket")
-        .and(warp::method())
-        .and(warp::header::headers_cloned())
-        .and(raw_query())
-        .and(warp::ext::optional::<OnUpgrade>())
+        .and(upgrade_request())
         .and(with_state)
-        .then(|method: Method, headers: HeaderMap, query: String, on_upgrade: Option<OnUpgrade>, state: Arc<PhxState>| async move {
-            let ws = on_upgrade.and_then(|u| websocket_key(&method, &headers).map(|key| (key, u)));
+        .then(|headers: HeaderMap, query: String, ws: Option<(String, OnUpgrade)>, state: Arc<PhxState>| async move {
             respond(upgrade(state, &headers, &query, ws).await)
         })
         .boxed()
