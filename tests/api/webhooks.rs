@@ -891,5 +891,8 @@ async fn a_dead_receivers_backlog_is_tried_one_delivery_per_slot_not_claimed_and
         .await
         .unwrap()
         .get(0);
-    assert!(in_flight <= 2, "{in_flight} deliveries held for a dead receiver with 2 slots");
+    // Per slot: the attempt hanging now, and at most the one that just timed out if the
+    // recorder has not committed it yet (a freed slot is claimed again at once). Runs of 20
+    // would hold ~36.
+    assert!(in_flight <= 4, "{in_flight} deliveries held for a dead receiver with 2 slots");
 }
