@@ -399,6 +399,15 @@ async fn dev_as_root_works_in_a_directory_only_root_may_enter() {
     std::fs::remove_dir_all(target.parent().unwrap()).unwrap();
 }
 
+/// SIGKILLs every descendant of `pid` (deepest first), from /proc's children lists.
+fn kill_descendants(pid: u32) {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for child in children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
+        kill_descendants(child);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child as i32), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
 #[tokio::test]
 async fn logs_are_coloured_on_a_terminal() {
     // The twin of the check above: under a pseudo-terminal (`script`), colour is kept.
@@ -432,6 +441,9 @@ async fn logs_are_coloured_on_a_terminal() {
     })
     .await
     .unwrap();
+    // `script` runs the server in a session of its own, and the server outlives the terminal's
+    // hang-up (SIGHUP reloads its REST catalog): end the server itself, then `script`.
+    kill_descendants(running.id());
     let _ = running.kill();
     let _ = running.wait();
     assert!(seen.contains("listening"), "{seen}");
