@@ -160,6 +160,25 @@ async fn steady(
     Ok((hooks, ws_task.await.unwrap_or_default()))
 }
 
+/// One steady run on the STEADY tenant: prints `heading`, the webhook figures and
+/// `suffix(p99)`, then the `/ws` figures of the same events; returns the webhook p99 (ms).
+async fn steady_line(
+    db: &tokio_postgres::Client,
+    port: u16,
+    token: &str,
+    arrivals: &mut mpsc::UnboundedReceiver<Arrival>,
+    seconds: u64,
+    heading: &str,
+    suffix: impl FnOnce(f64) -> String,
+) -> anyhow::Result<f64> {
+    let (mut hooks, ws) = steady(db, port, token, tenant_id(STEADY), arrivals, seconds).await?;
+    hooks.sort_unstable();
+    let p99 = percentile(&hooks, 0.99);
+    println!("  {heading} webhook {}{}", summary(hooks), suffix(p99));
+    println!("  {:>35} same events on /ws: {}", "", summary(ws));
+    Ok(p99)
+}
+
 pub async fn webhooks_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result<()> {
     let (db, conn) = cluster.pg_config(DB).connect(tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
@@ -200,12 +219,9 @@ pub async fn webhooks_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow
     // Twice: the second run is the healthy figure the dead-receiver run is read against (same
     // queue history), the first shows the run-to-run spread.
     let mut healthy_p99 = 0.0;
-    for label in ["steady", "again"] {
-        let (mut hooks, ws) = steady(&db, port, &token, tenant_id(STEADY), &mut arrivals, seconds).await?;
-        hooks.sort_unstable();
-        healthy_p99 = percentile(&hooks, 0.99);
-        println!("  {label:<6} {STEADY_RATE} writes/s, ordered webhook: webhook {}  (target p99 <= 50 ms)", summary(hooks));
-        println!("  {:>35} same events on /ws: {}", "", summary(ws));
+    for label in ["steady", "again "] {
+        let heading = format!("{label} {STEADY_RATE} writes/s, ordered webhook:");
+        healthy_p99 = steady_line(&db, port, &token, &mut arrivals, seconds, &heading, |_| "  (target p99 <= 50 ms)".into()).await?;
     }
 
     // 3. The same while another tenant's receiver is dead and its queue is full.
@@ -216,28 +232,21 @@ pub async fn webhooks_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow
     // Measured once the dead tenant's backlog is queued and all its slots hang (a receiver
     // that has been dead for a while), not while its 1,000 events are being queued.
     dead_held.wait_for(|n| *n >= TENANT_SLOTS).await?;
-    let (mut hooks, ws) = steady(&db, port, &token, tenant_id(STEADY), &mut arrivals, seconds).await?;
-    hooks.sort_unstable();
-    let dead_p99 = percentile(&hooks, 0.99);
-    println!(
-        "  same, another tenant's receiver dead (1000 queued, {TENANT_SLOTS} attempts hanging, each failing after {DEAD_TIMEOUT_MS} ms): webhook {}  p99 {:.2}x the healthy run's",
-        summary(hooks),
-        dead_p99 / healthy_p99.max(f64::EPSILON)
+    let heading = format!(
+        "same, another tenant's receiver dead (1000 queued, {TENANT_SLOTS} attempts hanging, each failing after {DEAD_TIMEOUT_MS} ms):"
     );
-    println!("  {:>35} same events on /ws: {}", "", summary(ws));
+    let dead_p99 = steady_line(&db, port, &token, &mut arrivals, seconds, &heading, |p99| {
+        format!("  p99 {:.2}x the healthy run's", p99 / healthy_p99.max(f64::EPSILON))
+    })
+    .await?;
 
     // 4. Control: the dead webhook deleted (its queue with it), the same run again — what the
     //    queue's growth alone did between the healthy run and the dead-receiver run.
     db.batch_execute(&format!("DELETE FROM webhooks WHERE tenant_id = '{}'", tenant_id(DEAD))).await?;
-    let (mut hooks, ws) = steady(&db, port, &token, tenant_id(STEADY), &mut arrivals, seconds).await?;
-    hooks.sort_unstable();
-    let control_p99 = percentile(&hooks, 0.99);
-    println!(
-        "  after, dead webhook deleted (control): webhook {}  dead run's p99 {:.2}x this one's",
-        summary(hooks.clone()),
-        dead_p99 / control_p99.max(f64::EPSILON)
-    );
-    println!("  {:>35} same events on /ws: {}", "", summary(ws));
+    let control_p99 = steady_line(&db, port, &token, &mut arrivals, seconds, "after, dead webhook deleted (control):", |p99| {
+        format!("  dead run's p99 {:.2}x this one's", dead_p99 / p99.max(f64::EPSILON))
+    })
+    .await?;
     // The healthy runs on either side bound what the queue's growth alone does to the figure;
     // 1 ms is the noise of a p99 of ~3 ms here (the two healthy runs differ by 1–3 ms).
     let bound = healthy_p99.max(control_p99) + 1.0;

@@ -283,17 +283,13 @@ impl Dispatcher {
             let outcome = self.sender.send(&job).await;
             metrics::histogram!("rowcast_webhook_attempt_duration_seconds").record(outcome.duration.as_secs_f64());
             let succeeded = outcome.succeeded();
-            self.note_outcome(job.webhook, succeeded);
+            self.failing.lock().unwrap_or_else(|p| p.into_inner()).note(job.webhook, succeeded);
             let _ = self.reports.send(Report::Attempt(Box::new(Attempt { job, outcome })));
             if !succeeded {
                 self.give_back(jobs);
                 return;
             }
         }
-    }
-
-    fn note_outcome(&self, webhook: Uuid, succeeded: bool) {
-        self.failing.lock().unwrap_or_else(|p| p.into_inner()).note(webhook, succeeded);
     }
 
     fn give_back(&self, jobs: impl Iterator<Item = Job>) {
