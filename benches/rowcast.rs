@@ -149,11 +149,18 @@ where
 
 /// Runs pgbench with `script` as rowcast_app; returns transactions per second.
 fn pgbench(cluster: &EmbeddedCluster, script: &str, clients: usize, seconds: u64) -> anyhow::Result<f64> {
+    pgbench_with(cluster, script, clients, seconds, &["-M", "prepared"])
+}
+
+/// [`pgbench`] with other options (`-M simple`, `-D var=value`).
+fn pgbench_with(cluster: &EmbeddedCluster, script: &str, clients: usize, seconds: u64, options: &[&str]) -> anyhow::Result<f64> {
     let file = tempfile::NamedTempFile::new()?;
     std::fs::write(file.path(), script)?;
     let bin: PathBuf = find_bindir()?.join("pgbench");
     let out = std::process::Command::new(bin)
-        .args(["-n", "-M", "prepared", "-h", "127.0.0.1", "-U", "rowcast_app"])
+        .arg("-n")
+        .args(options)
+        .args(["-h", "127.0.0.1", "-U", "rowcast_app"])
         .arg("-p")
         .arg(cluster.port().to_string())
         .arg("-c")
@@ -345,12 +352,28 @@ async fn rest_suite(cluster: &EmbeddedCluster, opts: &Options) -> anyhow::Result
         cluster,
         &format!(
             "\\set i random(1, {READ_ROWS})\nBEGIN;\nSELECT * FROM app.begin_request('{USER}', NULL);\n{};\nCOMMIT;\n",
-            rest_read_statement(cluster).await?
+            rest_read_statement(cluster, true).await?
         ),
         opts.clients,
         opts.seconds,
     )?;
     report("read, same SELECT", &read, identical, 0.8);
+    // The strictest comparison: pgbench sending what rowcast sends, the same statements
+    // prepared once per connection and executed together in one message.
+    let one_message = pgbench_with(
+        cluster,
+        &format!(
+            "\\set i random(1, {READ_ROWS})\n\\if :prepared = 0\n\
+             PREPARE rc_begin AS {};\nPREPARE rc_read AS {};\n\\set prepared 1\n\\endif\n\
+             EXECUTE rc_begin('{USER}', NULL, '5000') \\; EXECUTE rc_read({ID_SQL}::text, 10000, 0);\n",
+            rowcast::db::tenant_tx::BEGIN_REQUEST,
+            rest_read_statement(cluster, false).await?
+        ),
+        opts.clients,
+        opts.seconds,
+        &["-M", "simple", "-D", "prepared=0"],
+    )?;
+    report("read, same message", &read, one_message, 0.8);
     shutdown.cancel();
     Ok(())
 }
@@ -369,9 +392,9 @@ fn report_cpu(cpu: &cpu::PerRequest) {
 }
 
 /// The exact statement the REST layer sends for `GET /rest/contacts?id=eq.<id>` (built by
-/// its own SQL builder from the live catalog), with pgbench variables in place of the bind
-/// parameters: the same JSON-building SELECT, not a plain `SELECT *`.
-async fn rest_read_statement(cluster: &EmbeddedCluster) -> anyhow::Result<String> {
+/// its own SQL builder from the live catalog): the same JSON-building SELECT, not a plain
+/// `SELECT *`. With `inline`, pgbench variables stand in place of its parameters.
+async fn rest_read_statement(cluster: &EmbeddedCluster, inline: bool) -> anyhow::Result<String> {
     let mut config = cluster.pg_config(DB);
     config.user("rowcast_app").password(APP_PASSWORD);
     let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
@@ -391,6 +414,9 @@ async fn rest_read_statement(cluster: &EmbeddedCluster) -> anyhow::Result<String
     };
     let (sql, _) = read.build().map_err(|e| anyhow::anyhow!("{e}"))?;
     anyhow::ensure!(!sql.contains("$4"), "unexpected parameters in {sql}");
+    if !inline {
+        return Ok(sql);
+    }
     Ok(sql.replace("$1", &format!("{ID_SQL}::text")).replace("$2", "10000").replace("$3", "0"))
 }
 

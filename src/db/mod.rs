@@ -4,6 +4,7 @@ pub mod embedded;
 pub mod ident;
 pub mod listen;
 pub mod migrate;
+pub mod one_message;
 pub mod pool;
 pub mod tenant_tx;
 

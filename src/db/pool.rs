@@ -20,6 +20,8 @@ pub struct Db {
     stats: Arc<Stats>,
     /// The fair pool: per-tenant cap on concurrent transactions (`conn_for`).
     gate: Arc<TenantGate>,
+    /// Which statements each pooled connection holds for one-message reads.
+    prepared: Arc<super::one_message::Prepared>,
 }
 
 /// A pooled connection taken through the fair pool: it holds its tenant's slot until it is
@@ -60,6 +62,7 @@ impl Db {
             checkouts: Arc::default(),
             stats: Arc::default(),
             gate: TenantGate::new(0, wait),
+            prepared: Arc::default(),
         }
     }
 
@@ -112,6 +115,10 @@ impl Db {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    pub(crate) fn prepared(&self) -> &super::one_message::Prepared {
+        &self.prepared
     }
 
     pub(crate) fn statement_timeout_ms(&self) -> &str {

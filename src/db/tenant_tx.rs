@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Transaction};
 use serde::Serialize;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Row, Statement};
+use tokio_postgres::{Row, SimpleQueryMessage, SimpleQueryRow, Statement};
 use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::db::Db;
+use crate::db::one_message::{self, Arg, Name};
 use crate::error::ApiError;
 use crate::stats::Stats;
 
@@ -26,7 +28,8 @@ pub struct RequestContext {
     pub role: String,
 }
 
-const BEGIN_REQUEST: &str = "SELECT r.user_id, r.tenant_id, r.role, set_config('statement_timeout', $3, true) \
+/// Enters the request context: `app.begin_request` and the transaction-local statement timeout.
+pub const BEGIN_REQUEST: &str = "SELECT r.user_id, r.tenant_id, r.role, set_config('statement_timeout', $3, true) \
                              FROM app.begin_request($1, $2) AS r";
 
 /// An open request transaction in the caller's tenant context.
@@ -87,42 +90,67 @@ impl<'c> TenantTx<'c> {
         Ok((Self::entered(db, tx, &entered, started), outcome))
     }
 
-    /// A read-only request in ONE round trip: `BEGIN`, `app.begin_request`, the statement and
-    /// `COMMIT` are sent together and run in order. Nothing can be left open on the
-    /// connection: all four messages leave on the first poll, so even if the caller goes
-    /// away the transaction still ends (an error inside it turns the `COMMIT` into a
-    /// rollback). Only for statements that write nothing and need no check before commit.
+    /// A read-only request in ONE message: `app.begin_request` and the statement, both
+    /// `EXECUTE`d from statements prepared on this connection, sent as one simple query that
+    /// PostgreSQL runs in order as one implicit transaction and answers with one flush
+    /// (`db::one_message`). Nothing can be left open on the connection: an error anywhere
+    /// rolls the whole message back, and a message once sent runs to its end even if the
+    /// caller goes away. Only for statements that write nothing and need no check before
+    /// commit. Gives the statement's rows, as text.
     pub async fn read_once(
         db: &Db,
         conn: &Object,
         principal: &Principal,
         tenant: Option<Uuid>,
-        statement: &Statement,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<(RequestContext, Result<QueryOutcome, tokio_postgres::Error>), ApiError> {
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<SimpleQueryRow>, tokio_postgres::Error> {
         let started = Instant::now();
-        let begin = conn.prepare_cached(BEGIN_REQUEST).await?;
-        let args: [&(dyn ToSql + Sync); 3] = [&principal.user_id, &tenant, &db.statement_timeout_ms()];
-        let work = async {
-            let stream = conn.query_raw(statement, params.iter().map(|p| *p as &dyn ToSql)).await?;
-            collect(stream).await
+        let names = [Name::of(BEGIN_REQUEST), Name::of(sql)];
+        let (user, tenant_text) = (principal.user_id.to_string(), tenant.map(|t| t.to_string()));
+        let begin_args = [Arg::Text(&user), tenant_text.as_deref().map_or(Arg::Null, Arg::Text), Arg::Text(db.statement_timeout_ms())];
+        // A wrong guess of what the connection holds costs one more attempt each way.
+        let mut attempts = 0;
+        let (rows, begin_row) = loop {
+            attempts += 1;
+            let plan = db.prepared().plan(conn, &names);
+            if !plan.deallocate.is_empty() {
+                conn.batch_execute(&one_message::deallocate_sql(&plan.deallocate)).await?;
+                db.prepared().forget(conn, &plan.deallocate);
+            }
+            let mut message = String::with_capacity(256 + if plan.prepare[1] { sql.len() } else { 0 });
+            let mut prepared = Vec::with_capacity(2);
+            for ((name, text), prepare) in names.iter().zip([BEGIN_REQUEST, sql]).zip(&plan.prepare) {
+                if *prepare {
+                    one_message::push_prepare(&mut message, *name, text);
+                    prepared.push(*name);
+                }
+            }
+            one_message::push_execute(&mut message, names[0], &begin_args);
+            one_message::push_execute(&mut message, names[1], args);
+            match run_message(conn, &message).await {
+                Ok((completed, mut results)) => {
+                    db.prepared().remember(conn, prepared.iter().copied().take(completed));
+                    let read = results.pop().unwrap_or_default();
+                    break (read, results.pop().and_then(|r| r.into_iter().next()));
+                }
+                Err((completed, err)) => {
+                    db.prepared().remember(conn, prepared.iter().copied().take(completed));
+                    match err.code() {
+                        // a statement we took for prepared is not (a proxy's DISCARD ALL)
+                        Some(c) if *c == SqlState::INVALID_SQL_STATEMENT_NAME && attempts < 3 => db.prepared().forget_all(conn),
+                        // one we took for missing is there (a message cut short)
+                        Some(c) if *c == SqlState::DUPLICATE_PSTATEMENT && attempts < 3 => db.prepared().remember(conn, names),
+                        _ => {
+                            record_read(db, started, None, false);
+                            return Err(err);
+                        }
+                    }
+                }
+            }
         };
-        let (opened, entered, outcome, closed) =
-            futures::join!(conn.batch_execute("BEGIN"), conn.query_one(&begin, &args), work, conn.batch_execute("COMMIT"));
-        opened?;
-        let entered = entered?;
-        closed?;
-        let ctx = RequestContext { user_id: entered.get(0), tenant_id: entered.get(1), role: entered.get(2) };
-        let committed = outcome.is_ok();
-        drop(TxTimer {
-            started,
-            tenant: ctx.tenant_id,
-            role: ctx.role.clone(),
-            committed,
-            slow_after: db.slow_query(),
-            stats: db.stats().clone(),
-        });
-        Ok((ctx, outcome))
+        record_read(db, started, begin_row.as_ref(), true);
+        Ok(rows)
     }
 
     fn entered(db: &Db, tx: Transaction<'c>, row: &Row, started: Instant) -> Self {
@@ -157,6 +185,35 @@ impl<'c> TenantTx<'c> {
         tx.commit().await?;
         timer.committed = true;
         Ok(())
+    }
+}
+
+/// Records a one-message read in the performance stats, under the tenant and role
+/// `app.begin_request` answered (its row: user, tenant, role).
+fn record_read(db: &Db, started: Instant, begin_row: Option<&SimpleQueryRow>, committed: bool) {
+    let tenant = begin_row.and_then(|r| r.get(1)).and_then(|t| t.parse().ok());
+    let role = begin_row.and_then(|r| r.get(2)).unwrap_or_default().to_string();
+    drop(TxTimer { started, tenant, role, committed, slow_after: db.slow_query(), stats: db.stats().clone() });
+}
+
+/// Runs one simple-protocol message; gives each statement's rows, in order, with how many
+/// statements completed (also beside an error: the ones before it ran).
+async fn run_message(conn: &Object, message: &str) -> Result<(usize, Vec<Vec<SimpleQueryRow>>), (usize, tokio_postgres::Error)> {
+    use futures::TryStreamExt;
+    let stream = conn.simple_query_raw(message).await.map_err(|e| (0, e))?;
+    futures::pin_mut!(stream);
+    let mut results = vec![Vec::new()];
+    loop {
+        match stream.try_next().await {
+            Ok(Some(SimpleQueryMessage::Row(row))) => results.last_mut().expect("never empty").push(row),
+            Ok(Some(SimpleQueryMessage::CommandComplete(_))) => results.push(Vec::new()),
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                results.pop();
+                return Ok((results.len(), results));
+            }
+            Err(e) => return Err((results.len() - 1, e)),
+        }
     }
 }
 

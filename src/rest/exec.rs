@@ -2,7 +2,7 @@
 //! `app.begin_request`, the statement (prepared once per connection and shape), a check that
 //! may still refuse the result (then the transaction rolls back), `COMMIT`.
 
-use tokio_postgres::Row;
+use tokio_postgres::{Row, SimpleQueryRow};
 
 use super::errors;
 use super::request::Caller;
@@ -54,15 +54,37 @@ fn exactly_one(rows: Vec<tokio_postgres::Row>) -> Result<tokio_postgres::Row, Ap
         .ok_or_else(|| ApiError::internal(&format_args!("a single-row statement returned {count} rows")))
 }
 
-/// Runs a read-only `sql` returning one row, in one round trip (see `TenantTx::read_once`).
-pub async fn read_row(state: &RestState, caller: &Caller, sql: &str, params: &Params) -> Result<tokio_postgres::Row, ApiError> {
-    let conn = state.db.conn_for(caller.tenant.unwrap_or(caller.principal.user_id)).await?;
-    if conn.statement_cache.size() > MAX_CACHED_STATEMENTS {
-        conn.statement_cache.clear();
+/// The one row of a read: the total (with a count), the rows served, the body.
+pub struct ReadRow(SimpleQueryRow);
+
+impl ReadRow {
+    fn int(&self, i: usize) -> Result<Option<i64>, ApiError> {
+        self.0.get(i).map(str::parse).transpose().map_err(|e| ApiError::internal(&format_args!("read column {i}: {e}")))
     }
-    let stmt = conn.prepare_cached(sql).await.map_err(errors::pg)?;
-    let (_, outcome) = TenantTx::read_once(&state.db, &conn, &caller.principal, caller.tenant, &stmt, &params.as_refs()).await?;
-    exactly_one(outcome.map_err(errors::pg)?.rows)
+
+    pub fn total(&self) -> Result<Option<i64>, ApiError> {
+        self.int(0)
+    }
+
+    pub fn rows(&self) -> Result<i64, ApiError> {
+        self.int(1)?.ok_or_else(|| ApiError::internal(&"a read returned no row count"))
+    }
+
+    pub fn body(&self) -> &str {
+        self.0.get(2).unwrap_or("[]")
+    }
+}
+
+/// Runs a read-only `sql` returning one row, in one message (see `TenantTx::read_once`).
+pub async fn read_row(state: &RestState, caller: &Caller, sql: &str, params: &Params) -> Result<ReadRow, ApiError> {
+    let conn = state.db.conn_for(caller.tenant.unwrap_or(caller.principal.user_id)).await?;
+    let rows = TenantTx::read_once(&state.db, &conn, &caller.principal, caller.tenant, sql, &params.as_args()).await.map_err(errors::pg)?;
+    let count = rows.len();
+    rows.into_iter()
+        .next()
+        .filter(|_| count == 1)
+        .map(ReadRow)
+        .ok_or_else(|| ApiError::internal(&format_args!("a single-row statement returned {count} rows")))
 }
 
 /// The planner's row estimate for `explain_sql` (an `EXPLAIN (FORMAT JSON) …`), run in the

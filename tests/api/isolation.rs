@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use rowcast::auth::Principal;
+use rowcast::db::one_message::{self, Arg};
 use rowcast::db::{Db, TenantTx};
 use uuid::Uuid;
 
@@ -241,24 +242,130 @@ async fn tenant_id_defaults_to_the_request_tenant_and_cannot_be_forged() {
     assert_eq!(sqlstate(&err), "42501", "an explicit other tenant is refused");
 }
 
+fn text(rows: &[tokio_postgres::SimpleQueryRow], column: usize) -> Option<&str> {
+    rows.first().and_then(|r| r.get(column))
+}
+
+/// How many statements the connection holds that were prepared with SQL `PREPARE`.
+async fn sql_prepared(conn: &tokio_postgres::Client) -> i64 {
+    conn.query_one("SELECT count(*) FROM pg_prepared_statements WHERE from_sql", &[]).await.unwrap().get(0)
+}
+
 #[tokio::test]
-async fn a_one_round_trip_read_leaves_nothing_open_whether_it_fails_or_not() {
+async fn a_one_message_read_leaves_nothing_open_whether_it_fails_or_not() {
     let (db, w) = world().await;
     let pool = Db::new(db.app_config(), 1, Duration::from_secs(2), Duration::from_secs(5));
     let principal = Principal { user_id: w.user_a, tenant_claim: None, expires_at: i64::MAX };
     let conn = pool.conn().await.unwrap();
-    let stmt = conn.prepare("SELECT (SELECT count(*) FROM memberships), $1::text::uuid").await.unwrap();
+    let sql = "SELECT (SELECT count(*) FROM memberships), $1::text::uuid, app.current_tenant_id()";
     let valid = Uuid::new_v4().to_string();
-    let (ctx, ok) = TenantTx::read_once(&pool, &conn, &principal, None, &stmt, &[&valid]).await.unwrap();
-    assert_eq!(ctx.tenant_id, Some(w.tenant_a));
-    assert_eq!(ok.unwrap().rows[0].get::<_, i64>(0), 2, "the statement ran inside the context");
+    let ok = TenantTx::read_once(&pool, &conn, &principal, None, sql, &[Arg::Text(&valid)]).await.unwrap();
+    assert_eq!(text(&ok, 0), Some("2"), "the statement ran inside the context");
+    assert_eq!(text(&ok, 2), Some(w.tenant_a.to_string().as_str()));
     assert_eq!(context_of(conn.query_one(READ_CONTEXT, &[]).await.unwrap()), (None, None, None), "committed and gone");
-    let (_, failed) = TenantTx::read_once(&pool, &conn, &principal, None, &stmt, &[&"not-a-uuid"]).await.unwrap();
+    let failed = TenantTx::read_once(&pool, &conn, &principal, None, sql, &[Arg::Text("not-a-uuid")]).await;
     assert_eq!(sqlstate(&failed.err().unwrap()), "22P02");
     assert_eq!(context_of(conn.query_one(READ_CONTEXT, &[]).await.unwrap()), (None, None, None), "rolled back and gone");
-    let refused = TenantTx::read_once(&pool, &conn, &principal, Some(w.tenant_b), &stmt, &[&valid]).await;
-    assert_eq!(refused.err().unwrap().status.as_u16(), 403, "a stranger's tenant is refused");
+    let refused = TenantTx::read_once(&pool, &conn, &principal, Some(w.tenant_b), sql, &[Arg::Text(&valid)]).await;
+    assert_eq!(sqlstate(&refused.err().unwrap()), "42501", "a stranger's tenant is refused");
     assert_eq!(context_of(conn.query_one(READ_CONTEXT, &[]).await.unwrap()), (None, None, None));
+    let timeout: String = conn.query_one("SHOW statement_timeout", &[]).await.unwrap().get(0);
+    assert_eq!(timeout, "0", "the statement timeout was transaction-local as well");
+}
+
+#[tokio::test]
+async fn one_message_reads_on_one_connection_each_see_only_their_own_tenant() {
+    let (db, w) = world().await;
+    let pool = Db::new(db.app_config(), 1, Duration::from_secs(2), Duration::from_secs(5));
+    let conn = pool.conn().await.unwrap();
+    let sql = "SELECT app.current_tenant_id(), (SELECT count(*) FROM memberships WHERE tenant_id <> app.current_tenant_id())";
+    let admin = Principal { user_id: w.platform_admin, tenant_claim: None, expires_at: i64::MAX };
+    for tenant in [w.tenant_a, w.tenant_b, w.tenant_a] {
+        let rows = TenantTx::read_once(&pool, &conn, &admin, Some(tenant), sql, &[]).await.unwrap();
+        assert_eq!(text(&rows, 0), Some(tenant.to_string().as_str()), "the tenant entered");
+        assert_eq!(text(&rows, 1), Some("0"), "no other tenant's row, on the connection the previous tenant used");
+    }
+    let user_b = Principal { user_id: w.user_b, tenant_claim: None, expires_at: i64::MAX };
+    let refused = TenantTx::read_once(&pool, &conn, &user_b, Some(w.tenant_a), sql, &[]).await;
+    assert_eq!(sqlstate(&refused.err().unwrap()), "42501", "and the forbidden twin: a user of B may not enter A");
+}
+
+#[tokio::test]
+async fn one_message_arguments_reach_the_database_exactly() {
+    let (db, w) = world().await;
+    let pool = Db::new(db.app_config(), 1, Duration::from_secs(2), Duration::from_secs(5));
+    let principal = Principal { user_id: w.user_a, tenant_claim: None, expires_at: i64::MAX };
+    let conn = pool.conn().await.unwrap();
+    let sql = "SELECT $1::text, length($1::text), $2::bigint, array_to_json($3::text[])::text, $4::text IS NULL";
+    let items = ["a'b".to_string(), r"c\d".to_string(), "{\"e\",}".to_string()];
+    for value in ["", "it's", r"back\slash\'", "'); DROP TABLE contacts; --", "$$ $1 E'x'", "é ✓ 🙂", "line\nbreak\ttab"] {
+        let rows = TenantTx::read_once(
+            &pool,
+            &conn,
+            &principal,
+            None,
+            sql,
+            &[Arg::Text(value), Arg::Int(i64::MIN), Arg::TextArray(&items), Arg::Null],
+        )
+        .await
+        .unwrap();
+        assert_eq!(text(&rows, 0), Some(value));
+        assert_eq!(text(&rows, 1), Some(value.chars().count().to_string().as_str()));
+        assert_eq!(text(&rows, 2), Some(i64::MIN.to_string().as_str()));
+        assert_eq!(text(&rows, 3), Some(serde_json::to_string(&items).unwrap().as_str()));
+        assert_eq!(text(&rows, 4), Some("t"));
+    }
+    let nul =
+        TenantTx::read_once(&pool, &conn, &principal, None, sql, &[Arg::Text("a\0b"), Arg::Int(1), Arg::TextArray(&[]), Arg::Null]).await;
+    assert_eq!(sqlstate(&nul.err().unwrap()), "22021", "a NUL is refused as a bound text parameter's is");
+    let n: i64 = conn.query_one("SELECT count(*) FROM pg_class WHERE relname = 'contacts'", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn a_one_message_read_prepares_again_when_its_statements_were_discarded_and_not_when_they_exist() {
+    let (db, w) = world().await;
+    let pool = Db::new(db.app_config(), 1, Duration::from_secs(2), Duration::from_secs(5));
+    let principal = Principal { user_id: w.user_a, tenant_claim: None, expires_at: i64::MAX };
+    let conn = pool.conn().await.unwrap();
+    let sql = "SELECT $1::text || '!'";
+    let read = || TenantTx::read_once(&pool, &conn, &principal, None, sql, &[Arg::Text("hi")]);
+    assert_eq!(text(&read().await.unwrap(), 0), Some("hi!"));
+    assert_eq!(sql_prepared(&conn).await, 2, "app.begin_request and the read");
+    assert_eq!(text(&read().await.unwrap(), 0), Some("hi!"));
+    assert_eq!(sql_prepared(&conn).await, 2, "prepared once, executed twice");
+    // A proxy's DISCARD ALL (or anyone's DEALLOCATE) empties the connection behind our back.
+    conn.batch_execute("DEALLOCATE ALL").await.unwrap();
+    assert_eq!(text(&read().await.unwrap(), 0), Some("hi!"), "26000, then prepared again");
+    assert_eq!(sql_prepared(&conn).await, 2);
+    // And a statement already there that the registry does not know of (42P05).
+    let other = "SELECT $1::text || '?'";
+    let name = {
+        let mut spelled = String::from("rc_");
+        rowcast::db::one_message::Name::of(other).hex(&mut spelled);
+        spelled
+    };
+    conn.batch_execute(&format!("PREPARE {name} AS {other}")).await.unwrap();
+    let rows = TenantTx::read_once(&pool, &conn, &principal, None, other, &[Arg::Text("hi")]).await.unwrap();
+    assert_eq!(text(&rows, 0), Some("hi?"));
+    assert_eq!(sql_prepared(&conn).await, 3);
+}
+
+#[tokio::test]
+async fn a_connection_holds_a_bounded_number_of_one_message_statements() {
+    let (db, w) = world().await;
+    let pool = Db::new(db.app_config(), 1, Duration::from_secs(2), Duration::from_secs(5));
+    let principal = Principal { user_id: w.user_a, tenant_claim: None, expires_at: i64::MAX };
+    let conn = pool.conn().await.unwrap();
+    let shapes = one_message::MAX_PREPARED + 40;
+    for i in 0..shapes {
+        let sql = format!("SELECT {i}");
+        let rows = TenantTx::read_once(&pool, &conn, &principal, None, &sql, &[]).await.unwrap();
+        assert_eq!(text(&rows, 0), Some(i.to_string().as_str()));
+    }
+    let held = sql_prepared(&conn).await as usize;
+    assert!(held <= one_message::MAX_PREPARED, "{held} statements held after {shapes} shapes");
+    assert!(held >= 40, "the newest ones are still there ({held})");
 }
 
 #[tokio::test]

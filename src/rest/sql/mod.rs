@@ -57,6 +57,19 @@ impl Params {
         &self.0
     }
 
+    /// The values as `EXECUTE` arguments (`db::one_message`).
+    pub fn as_args(&self) -> Vec<crate::db::one_message::Arg<'_>> {
+        use crate::db::one_message::Arg;
+        self.0
+            .iter()
+            .map(|p| match p {
+                Param::Text(s) => Arg::Text(s),
+                Param::TextArray(v) => Arg::TextArray(v),
+                Param::Int(i) => Arg::Int(*i),
+            })
+            .collect()
+    }
+
     pub fn as_refs(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.0
             .iter()
