@@ -7,6 +7,7 @@ mod routes;
 
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -92,16 +93,40 @@ impl Application {
         self.shutdown.clone()
     }
 
+    /// Serves until the shutdown token is cancelled, then stops gracefully: realtime sessions
+    /// are closed, in-flight requests finish. The graceful part is bounded by
+    /// [`Application::shutdown_grace`]: a database that stopped answering (not refusing:
+    /// hanging) must not keep a stopping server alive, so what is still open then is dropped.
     pub async fn run_until_stopped(self) {
+        let grace = self.shutdown_grace();
         let Application { listener, state, shutdown, tasks, _tasks_guard, .. } = self;
         let routes = routes::routes(&state);
         let realtime = state.realtime.clone();
+        let stop = shutdown.clone();
         let stopping = async move {
-            shutdown.cancelled().await;
+            stop.cancelled().await;
             realtime.shutdown().await;
             tasks.cancel();
         };
-        warp::serve(routes).incoming(listener).graceful(stopping).run().await;
+        let server = warp::serve(routes).incoming(listener).graceful(stopping).run();
+        let overdue = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            () = server => {}
+            () = overdue => tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "shutdown: requests or sessions still open after the grace period (is the database answering?); closing them"
+            ),
+        }
+    }
+
+    /// How long a graceful stop may take: what a request may legitimately still need (the
+    /// pool wait and the statement timeout), the realtime sessions' close, and a second.
+    pub fn shutdown_grace(&self) -> Duration {
+        let settings = &self.state.core.settings;
+        settings.pool_timeout + settings.statement_timeout + crate::realtime::SHUTDOWN_BOUND + Duration::from_secs(1)
     }
 }
 

@@ -37,7 +37,7 @@ use crate::auth::Principal;
 use crate::core::{Core, StartError};
 
 /// How long shutdown waits for sessions to receive their close frame.
-const SHUTDOWN_BOUND: Duration = Duration::from_secs(3);
+pub(crate) const SHUTDOWN_BOUND: Duration = Duration::from_secs(3);
 
 /// Handle on the running realtime machinery: the realtime feature's state. Derefs to the
 /// [`Core`] (so `state.db`, `state.jwt`, …).
@@ -89,7 +89,9 @@ impl Realtime {
     /// Ends every session with close 1001 and its resume cursor; stops the listener.
     pub async fn shutdown(&self) {
         self.hub.close_all(SHUTDOWN_BOUND).await;
-        self.cluster.stop().await;
+        // Unregistering the instance is a courtesy (peers sweep stale ones): a database that
+        // does not answer must not hold the stop.
+        let _ = tokio::time::timeout(SHUTDOWN_BOUND, self.cluster.stop()).await;
         self.cancel.cancel();
     }
 

@@ -66,3 +66,79 @@ async fn the_server_keeps_running_through_a_database_restart_and_health_says_so(
     }
     shutdown.cancel();
 }
+
+/// The postmaster of `cluster` and its children (backends, background workers).
+fn cluster_processes(cluster: &rowcast::db::embedded::EmbeddedCluster) -> Vec<nix::unistd::Pid> {
+    let pid_file = std::fs::read_to_string(cluster.data_dir().join("postmaster.pid")).unwrap();
+    let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+    let mut pids = vec![nix::unistd::Pid::from_raw(postmaster)];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // after the command's ")": state, then the parent's pid
+        let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<i32>().ok());
+        if parent == Some(postmaster) {
+            pids.push(nix::unistd::Pid::from_raw(pid));
+        }
+    }
+    pids
+}
+
+fn signal_all(pids: &[nix::unistd::Pid], signal: nix::sys::signal::Signal) {
+    for pid in pids {
+        let _ = nix::sys::signal::kill(*pid, signal);
+    }
+}
+
+#[tokio::test]
+async fn a_server_whose_database_hangs_still_stops_within_its_grace_period() {
+    // A cluster of its own: it is frozen (SIGSTOP), which would stall every other test.
+    let mut cluster = start_ephemeral(vec![]).await.unwrap();
+    cluster.ensure_database("rowcast").await.unwrap();
+    rowcast::db::migrate::migrate(&cluster.pg_config("rowcast"), "hang-pw").await.unwrap();
+    let world = World::create(&connect(&cluster.pg_config("rowcast")).await).await;
+    let vars = [
+        ("DATABASE_URL", cluster.url("rowcast")),
+        ("ROWCAST_APP_PASSWORD", "hang-pw".into()),
+        ("ROWCAST_BIND", "127.0.0.1:0".into()),
+        ("ROWCAST_JWT_SECRET", JWT_SECRET.into()),
+        ("ROWCAST_POOL_TIMEOUT_MS", "500".into()),
+        ("ROWCAST_STATEMENT_TIMEOUT_MS", "1000".into()),
+    ];
+    let settings = Settings::from_env(&Env::from_pairs(vars.map(|(k, v)| (k.to_string(), v)))).unwrap();
+    let app = Application::build(settings).await.unwrap();
+    let grace = app.shutdown_grace();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    let token = app.state().jwt.mint(world.user_a, None, Duration::from_secs(600)).unwrap();
+    let shutdown = app.shutdown_token();
+    let running = tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+    assert_eq!(status(&http, &format!("{base}/api/me"), Some(&token)).await, 200, "served while the database answers");
+
+    let frozen = cluster_processes(&cluster);
+    signal_all(&frozen, nix::sys::signal::Signal::SIGSTOP);
+    // A request now waits on a database that neither answers nor refuses.
+    let before = state.db.checkouts();
+    let stuck = tokio::spawn({
+        let (http, url) = (http.clone(), format!("{base}/api/me"));
+        async move { status(&http, &url, Some(&token)).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state.db.checkouts() == before {
+        assert!(Instant::now() < deadline, "the request never reached the pool");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let asked = Instant::now();
+    shutdown.cancel();
+    let stopped = tokio::time::timeout(grace + Duration::from_secs(10), running).await;
+    let took = asked.elapsed();
+    let still_waiting = !stuck.is_finished();
+    signal_all(&frozen, nix::sys::signal::Signal::SIGCONT);
+    assert!(stopped.is_ok(), "still serving {took:?} after the stop, with a grace of {grace:?}");
+    assert!(still_waiting, "the stop came while the request still waited on the database");
+    assert!(took >= grace, "the request got its grace period ({took:?} < {grace:?})");
+    // (In-process, the connection's task outlives the server; `rowcast serve` exits here.)
+    stuck.abort();
+    cluster.stop().await;
+}
