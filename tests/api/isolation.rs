@@ -352,6 +352,20 @@ async fn a_one_message_read_prepares_again_when_its_statements_were_discarded_an
 }
 
 #[tokio::test]
+async fn a_one_message_read_runs_under_the_request_statement_timeout() {
+    let (db, w) = world().await;
+    let pool = Db::new(db.app_config(), 1, Duration::from_secs(2), Duration::from_millis(200));
+    let principal = Principal { user_id: w.user_a, tenant_claim: None, expires_at: i64::MAX };
+    let conn = pool.conn().await.unwrap();
+    let started = std::time::Instant::now();
+    let slow = TenantTx::read_once(&pool, &conn, &principal, None, "SELECT pg_sleep(5)", &[]).await;
+    assert_eq!(sqlstate(&slow.err().unwrap()), "57014", "cancelled by the timeout app.begin_request's message set");
+    assert!(started.elapsed() < Duration::from_secs(4), "cancelled after {:?}", started.elapsed());
+    let quick = TenantTx::read_once(&pool, &conn, &principal, None, "SELECT pg_sleep(0.05)::text", &[]).await.unwrap();
+    assert_eq!(text(&quick, 0), Some(""), "a statement within the timeout runs");
+}
+
+#[tokio::test]
 async fn a_connection_holds_a_bounded_number_of_one_message_statements() {
     let (db, w) = world().await;
     let pool = Db::new(db.app_config(), 1, Duration::from_secs(2), Duration::from_secs(5));
