@@ -13,7 +13,9 @@
 //! an error anywhere rolls the whole implicit transaction back and leaves the connection idle.
 //! Prepared statements are not transactional, so which ones a connection holds is tracked
 //! here per connection; a wrong guess (a `DISCARD ALL` by a proxy, a message cut short) shows
-//! up as `26000` or `42P05` and is corrected by one more attempt.
+//! up as `26000` or `42P05` and is corrected by one more attempt. Past [`MAX_PREPARED`], the
+//! connection's statements are all deallocated (`DEALLOCATE ALL`, which also drops the
+//! protocol-level ones, so the connection's statement cache is emptied with them).
 //!
 //! Arguments are written as literals: every value as an escape string (`E'…'`, quotes and
 //! backslashes doubled, NUL written `\000` so PostgreSQL refuses it with the `22021` the
@@ -83,8 +85,8 @@ struct Known {
 
 /// What a message must do before its `EXECUTE`s.
 pub struct Plan {
-    /// Names to deallocate first (the connection reached [`MAX_PREPARED`]).
-    pub deallocate: Vec<Name>,
+    /// Deallocate everything first: the connection reached [`MAX_PREPARED`].
+    pub reset: bool,
     /// Per statement of the message: prepare it first.
     pub prepare: Vec<bool>,
 }
@@ -109,12 +111,9 @@ impl Prepared {
     pub fn plan(&self, conn: &Object, names: &[Name]) -> Plan {
         self.with(conn, |known| {
             let missing = names.iter().filter(|n| !known.contains(n)).count();
-            let deallocate = match known.len() + missing > MAX_PREPARED {
-                true => known.iter().copied().collect(),
-                false => Vec::new(),
-            };
-            let prepare = names.iter().map(|n| !deallocate.is_empty() || !known.contains(n)).collect();
-            Plan { deallocate, prepare }
+            let reset = known.len() + missing > MAX_PREPARED;
+            let prepare = names.iter().map(|n| reset || !known.contains(n)).collect();
+            Plan { reset, prepare }
         })
     }
 
@@ -123,30 +122,10 @@ impl Prepared {
         self.with(conn, |known| known.extend(names));
     }
 
-    /// `names` are no longer prepared on `conn`.
-    pub fn forget(&self, conn: &Object, names: &[Name]) {
-        self.with(conn, |known| {
-            for name in names {
-                known.remove(name);
-            }
-        });
-    }
-
     /// Nothing is known of `conn`'s statements any more.
     pub fn forget_all(&self, conn: &Object) {
         self.with(conn, HashSet::clear);
     }
-}
-
-/// `DEALLOCATE` of each name, one statement each.
-pub fn deallocate_sql(names: &[Name]) -> String {
-    let mut out = String::with_capacity(names.len() * 48);
-    for name in names {
-        out.push_str("DEALLOCATE ");
-        name.push(&mut out);
-        out.push(';');
-    }
-    out
 }
 
 /// `PREPARE <name> AS <sql>;`

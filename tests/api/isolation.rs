@@ -246,6 +246,13 @@ fn text(rows: &[tokio_postgres::SimpleQueryRow], column: usize) -> Option<&str> 
     rows.first().and_then(|r| r.get(column))
 }
 
+/// The name a one-message read prepares `sql` under.
+fn spelled(sql: &str) -> String {
+    let mut name = String::from("rc_");
+    one_message::Name::of(sql).hex(&mut name);
+    name
+}
+
 /// How many statements the connection holds that were prepared with SQL `PREPARE`.
 async fn sql_prepared(conn: &tokio_postgres::Client) -> i64 {
     conn.query_one("SELECT count(*) FROM pg_prepared_statements WHERE from_sql", &[]).await.unwrap().get(0)
@@ -338,14 +345,14 @@ async fn a_one_message_read_prepares_again_when_its_statements_were_discarded_an
     conn.batch_execute("DEALLOCATE ALL").await.unwrap();
     assert_eq!(text(&read().await.unwrap(), 0), Some("hi!"), "26000, then prepared again");
     assert_eq!(sql_prepared(&conn).await, 2);
+    // Only the read discarded: 26000, then app.begin_request's PREPARE meets the one still
+    // there (42P05), then the read is prepared again.
+    conn.batch_execute(&format!("DEALLOCATE {}", spelled(sql))).await.unwrap();
+    assert_eq!(text(&read().await.unwrap(), 0), Some("hi!"));
+    assert_eq!(sql_prepared(&conn).await, 2);
     // And a statement already there that the registry does not know of (42P05).
     let other = "SELECT $1::text || '?'";
-    let name = {
-        let mut spelled = String::from("rc_");
-        rowcast::db::one_message::Name::of(other).hex(&mut spelled);
-        spelled
-    };
-    conn.batch_execute(&format!("PREPARE {name} AS {other}")).await.unwrap();
+    conn.batch_execute(&format!("PREPARE {} AS {other}", spelled(other))).await.unwrap();
     let rows = TenantTx::read_once(&pool, &conn, &principal, None, other, &[Arg::Text("hi")]).await.unwrap();
     assert_eq!(text(&rows, 0), Some("hi?"));
     assert_eq!(sql_prepared(&conn).await, 3);
