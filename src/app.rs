@@ -53,7 +53,8 @@ impl Application {
         let app_config = settings.app_pg_config()?;
         check_role(&app_config).await?;
         let db = Db::new(app_config.clone(), settings.pool_size, settings.pool_timeout, settings.statement_timeout)
-            .with_slow_query(settings.slow_query);
+            .with_slow_query(settings.slow_query)
+            .with_one_message_reads(!settings.transaction_pooler);
         let core = Arc::new(Core::new(settings, db, jwt));
         let tasks = CancellationToken::new();
         // The Prometheus recorder before any background task records (webhook queue gauges,

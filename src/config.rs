@@ -38,6 +38,9 @@ pub struct Settings {
     pub pool_size: usize,
     pub pool_timeout: Duration,
     pub statement_timeout: Duration,
+    /// `ROWCAST_DB_TRANSACTION_POOLER`: the pool reaches PostgreSQL through a transaction-mode
+    /// pooler (PgBouncer), which cannot keep SQL `PREPARE`d statements between transactions.
+    pub transaction_pooler: bool,
     pub slow_query: Duration,
     pub event_retention: Duration,
     pub allowed_origins: Option<Vec<String>>,
@@ -174,6 +177,7 @@ impl Settings {
             pool_size,
             pool_timeout: millis(env, "ROWCAST_POOL_TIMEOUT_MS", 2000)?,
             statement_timeout: millis(env, "ROWCAST_STATEMENT_TIMEOUT_MS", 5000)?,
+            transaction_pooler: flag(env, "ROWCAST_DB_TRANSACTION_POOLER", false)?,
             slow_query: millis(env, "ROWCAST_SLOW_QUERY_MS", 1000)?,
             event_retention: duration(env, "ROWCAST_EVENT_RETENTION", "7d")?,
             allowed_origins,

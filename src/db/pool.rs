@@ -22,6 +22,8 @@ pub struct Db {
     gate: Arc<TenantGate>,
     /// Which statements each pooled connection holds for one-message reads.
     prepared: Arc<super::one_message::Prepared>,
+    /// Reads as one message of SQL-`PREPARE`d statements; off behind a transaction pooler.
+    one_message_reads: bool,
 }
 
 /// A pooled connection taken through the fair pool: it holds its tenant's slot until it is
@@ -63,6 +65,7 @@ impl Db {
             stats: Arc::default(),
             gate: TenantGate::new(0, wait),
             prepared: Arc::default(),
+            one_message_reads: true,
         }
     }
 
@@ -76,6 +79,18 @@ impl Db {
     pub fn with_stats(mut self, stats: Arc<Stats>) -> Self {
         self.stats = stats;
         self
+    }
+
+    /// Reads as one message of statements prepared with SQL `PREPARE` (the default), or, with
+    /// `false` — a transaction-mode pooler in front, which cannot keep them — pipelined with
+    /// protocol-level prepared statements.
+    pub fn with_one_message_reads(mut self, on: bool) -> Self {
+        self.one_message_reads = on;
+        self
+    }
+
+    pub fn one_message_reads(&self) -> bool {
+        self.one_message_reads
     }
 
     /// Caps each tenant's concurrent transactions taken through [`Db::conn_for`].

@@ -157,6 +157,42 @@ impl<'c> TenantTx<'c> {
         Ok(rows)
     }
 
+    /// The same read as [`Self::read_once`] for a pool behind a transaction-mode pooler
+    /// (`ROWCAST_DB_TRANSACTION_POOLER`), which cannot keep SQL `PREPARE`d statements: `BEGIN`,
+    /// `app.begin_request`, the protocol-level prepared `statement` and `COMMIT`, pipelined in
+    /// one round trip (all four leave on the first poll, so the transaction ends even if the
+    /// caller goes away; an error inside it turns the `COMMIT` into a rollback).
+    pub async fn read_pipelined(
+        db: &Db,
+        conn: &Object,
+        principal: &Principal,
+        tenant: Option<Uuid>,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let started = Instant::now();
+        let begin = conn.prepare_cached(BEGIN_REQUEST).await?;
+        let args: [&(dyn ToSql + Sync); 3] = [&principal.user_id, &tenant, &db.statement_timeout_ms()];
+        let work = async {
+            let stream = conn.query_raw(statement, params.iter().map(|p| *p as &dyn ToSql)).await?;
+            collect(stream).await
+        };
+        let (opened, entered, outcome, closed) =
+            futures::join!(conn.batch_execute("BEGIN"), conn.query_one(&begin, &args), work, conn.batch_execute("COMMIT"));
+        opened?;
+        let entered = entered?;
+        closed?;
+        drop(TxTimer {
+            started,
+            tenant: entered.get(1),
+            role: entered.get(2),
+            committed: outcome.is_ok(),
+            slow_after: db.slow_query(),
+            stats: db.stats().clone(),
+        });
+        outcome.map(|o| o.rows)
+    }
+
     fn entered(db: &Db, tx: Transaction<'c>, row: &Row, started: Instant) -> Self {
         let ctx = RequestContext { user_id: row.get(0), tenant_id: row.get(1), role: row.get(2) };
         let timer = TxTimer {

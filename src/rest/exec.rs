@@ -54,12 +54,20 @@ fn exactly_one(rows: Vec<tokio_postgres::Row>) -> Result<tokio_postgres::Row, Ap
         .ok_or_else(|| ApiError::internal(&format_args!("a single-row statement returned {count} rows")))
 }
 
-/// The one row of a read: the total (with a count), the rows served, the body.
-pub struct ReadRow(SimpleQueryRow);
+/// The one row of a read: the total (with a count), the rows served, the body. As text from
+/// a one-message read, typed from a pipelined one.
+pub enum ReadRow {
+    Text(SimpleQueryRow),
+    Typed(Row),
+}
 
 impl ReadRow {
     fn int(&self, i: usize) -> Result<Option<i64>, ApiError> {
-        self.0.get(i).map(str::parse).transpose().map_err(|e| ApiError::internal(&format_args!("read column {i}: {e}")))
+        let bad = |e: &dyn std::fmt::Display| ApiError::internal(&format_args!("read column {i}: {e}"));
+        match self {
+            ReadRow::Text(row) => row.get(i).map(str::parse).transpose().map_err(|e| bad(&e)),
+            ReadRow::Typed(row) => row.try_get(i).map_err(|e| bad(&e)),
+        }
     }
 
     pub fn total(&self) -> Result<Option<i64>, ApiError> {
@@ -70,20 +78,43 @@ impl ReadRow {
         self.int(1)?.ok_or_else(|| ApiError::internal(&"a read returned no row count"))
     }
 
-    pub fn body(&self) -> &str {
-        self.0.get(2).unwrap_or("[]")
+    pub fn body(&self) -> Result<&str, ApiError> {
+        let body = match self {
+            ReadRow::Text(row) => row.get(2),
+            ReadRow::Typed(row) => row.try_get(2).map_err(|e| ApiError::internal(&e))?,
+        };
+        body.ok_or_else(|| ApiError::internal(&"a read returned no body"))
     }
 }
 
-/// Runs a read-only `sql` returning one row, in one message (see `TenantTx::read_once`).
+/// Runs a read-only `sql` returning one row: in one message (`TenantTx::read_once`), or
+/// pipelined behind a transaction pooler (`TenantTx::read_pipelined`).
 pub async fn read_row(state: &RestState, caller: &Caller, sql: &str, params: &Params) -> Result<ReadRow, ApiError> {
     let conn = state.db.conn_for(caller.tenant.unwrap_or(caller.principal.user_id)).await?;
-    let rows = TenantTx::read_once(&state.db, &conn, &caller.principal, caller.tenant, sql, &params.as_args()).await.map_err(errors::pg)?;
+    let rows: Vec<ReadRow> = match state.db.one_message_reads() {
+        true => TenantTx::read_once(&state.db, &conn, &caller.principal, caller.tenant, sql, &params.as_args())
+            .await
+            .map_err(errors::pg)?
+            .into_iter()
+            .map(ReadRow::Text)
+            .collect(),
+        false => {
+            if conn.statement_cache.size() > MAX_CACHED_STATEMENTS {
+                conn.statement_cache.clear();
+            }
+            let stmt = conn.prepare_cached(sql).await.map_err(errors::pg)?;
+            TenantTx::read_pipelined(&state.db, &conn, &caller.principal, caller.tenant, &stmt, &params.as_refs())
+                .await
+                .map_err(errors::pg)?
+                .into_iter()
+                .map(ReadRow::Typed)
+                .collect()
+        }
+    };
     let count = rows.len();
     rows.into_iter()
         .next()
         .filter(|_| count == 1)
-        .map(ReadRow)
         .ok_or_else(|| ApiError::internal(&format_args!("a single-row statement returned {count} rows")))
 }
 

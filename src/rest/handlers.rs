@@ -74,7 +74,7 @@ pub async fn read(state: &RestState, req: &RestRequest, table: &Table, head: boo
         }
     };
     let row = read_row(state, &req.caller, &sql, &params).await?;
-    let (total, rows, body) = (row.total()?, row.rows()?, row.body());
+    let (total, rows, body) = (row.total()?, row.rows()?, row.body()?);
     // An estimate never claims fewer rows than were served (no false 206/416).
     let total = total.or(planned.map(|p| p.max(offset.saturating_add(rows))));
     let (status, content_range) = match read_status(offset, rows, total) {

@@ -289,3 +289,31 @@ async fn the_openapi_document_describes_tables_and_functions_from_the_catalog() 
     let anonymous = app.http.get(app.url("/rest/")).send().await.unwrap();
     assert_eq!(anonymous.status().as_u16(), 401);
 }
+
+/// Reads the same rows with `ROWCAST_DB_TRANSACTION_POOLER` set as given; gives how many
+/// statements the (only) pooled connection holds from SQL `PREPARE`.
+async fn read_behind(pooler: &str) -> i64 {
+    let app = crate::helpers::spawn_app_with(|vars| {
+        vars.push(("ROWCAST_DB_TRANSACTION_POOLER".into(), pooler.into()));
+        vars.push(("ROWCAST_POOL_SIZE".into(), "1".into()));
+    })
+    .await;
+    let owner = app.db.owner().await;
+    let w = World::create(&owner).await;
+    five_contacts(&owner, &w).await;
+    let api = Api::new(&app, w.user_a, Some(w.tenant_a));
+    for _ in 0..2 {
+        let r = api.get("/rest/contacts?select=first_name&order=phone&first_name=not.is.null").await.expect(200);
+        assert_eq!(r.json(), json!([{"first_name": "Ann"}, {"first_name": "bob"}, {"first_name": "Cid"}, {"first_name": "Dee"}]));
+        let r = api.get_with("/rest/contacts?first_name=eq.Zed", &[("Prefer", "count=exact")]).await.expect(200);
+        assert_eq!(r.header("content-range"), Some("*/0"));
+    }
+    let conn = app.state.db.conn().await.unwrap();
+    conn.query_one("SELECT count(*) FROM pg_prepared_statements WHERE from_sql", &[]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn reads_use_sql_prepared_statements_unless_a_transaction_pooler_is_declared() {
+    assert!(read_behind("false").await >= 2, "one-message reads: app.begin_request and the reads prepared with SQL PREPARE");
+    assert_eq!(read_behind("true").await, 0, "behind a transaction pooler: the same answers, no SQL PREPARE");
+}
