@@ -320,6 +320,7 @@ mod tests {
         assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(s.pool_size, 16);
         assert_eq!(s.pool_timeout, Duration::from_millis(2000));
+        assert!(!s.transaction_pooler, "reads in one message unless a transaction pooler is declared");
         assert_eq!(s.statement_timeout, Duration::from_millis(5000));
         assert_eq!(s.event_retention, Duration::from_secs(7 * 86400));
         assert!(s.jwt.is_none());
