@@ -268,14 +268,16 @@ impl Dispatcher {
     }
 
     /// Sends a run's deliveries in order; each outcome goes to the recorder. A failed attempt
-    /// ends the run, and so does a lease that would end before the next attempt's time bound:
-    /// the rest is given back unsent.
+    /// ends the run, and so do a lease that would end before the next attempt's time bound and
+    /// a webhook deactivated or deleted meanwhile: the rest is given back unsent.
     async fn send_run(&self, run: Run, claimed_at: Instant) {
         let lease_end = claimed_at + run.lease;
         let mut jobs = run.jobs.into_iter();
         let mut first = true;
         while let Some(job) = jobs.next() {
-            if !first && Instant::now() + self.limits.timeout + LEASE_MARGIN > lease_end {
+            let late = !first && Instant::now() + self.limits.timeout + LEASE_MARGIN > lease_end;
+            // Deactivated or deleted since the claim: the rest is given back, and cancelled (V72).
+            if late || self.wake.is_stopped(job.webhook) {
                 self.give_back(std::iter::once(job).chain(jobs));
                 return;
             }

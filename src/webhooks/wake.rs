@@ -5,22 +5,32 @@
 //! events are all `webhook_*` (the logs of attempts, never delivered) asks for no feeding.
 //! The dispatcher also polls, so a lost connection delays deliveries, never loses them.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::db::listen::{Listening, listen as db_listen};
 
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
 
-/// What the dispatcher is woken for.
+/// Webhooks remembered as stopped before the set starts over (a webhook deleted while
+/// stopped is never resumed; the cost of starting over is the old behaviour: a run already
+/// claimed is sent to its end).
+const STOPPED_MAX: usize = 10_000;
+
+/// What the dispatcher is woken for, and the webhooks it must stop sending to.
 #[derive(Default)]
 pub struct Wake {
     notify: Notify,
     feed: AtomicBool,
+    /// Webhooks deactivated or deleted (from their `webhook_updated` / `webhook_deleted`
+    /// events): a run of one stops before its next attempt.
+    stopped: Mutex<HashSet<Uuid>>,
 }
 
 impl Wake {
@@ -42,6 +52,27 @@ impl Wake {
 
     pub async fn notified(&self) {
         self.notify.notified().await;
+    }
+
+    /// `webhook` went live (`true`) or stopped (`false`).
+    pub fn webhook_changed(&self, webhook: Uuid, live: bool) {
+        let mut stopped = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        match live {
+            true => {
+                stopped.remove(&webhook);
+            }
+            false => {
+                if stopped.len() >= STOPPED_MAX {
+                    stopped.clear();
+                }
+                stopped.insert(webhook);
+            }
+        }
+    }
+
+    /// Whether attempts to `webhook` must stop.
+    pub fn is_stopped(&self, webhook: Uuid) -> bool {
+        self.stopped.lock().unwrap_or_else(|p| p.into_inner()).contains(&webhook)
     }
 }
 
@@ -78,6 +109,9 @@ async fn listen(config: &tokio_postgres::Config, wake: &Wake, worker: &str, canc
             note = notes.recv() => match note {
                 Some(n) => {
                     if n.channel() == "rowcast_events" {
+                        for (webhook, live) in webhook_changes(n.payload()) {
+                            wake.webhook_changed(webhook, live);
+                        }
                         if !only_webhook_events(n.payload()) {
                             wake.events();
                         }
@@ -111,9 +145,62 @@ fn only_webhook_events(payload: &str) -> bool {
     }
 }
 
+/// The webhooks a `rowcast_events` payload (one event, or a batch) shows changing state:
+/// (id, live) for each `webhook_updated` (live: `is_active` and no `deleted_at`) and each
+/// `webhook_deleted` (never live). Other payloads are not parsed beyond a substring test.
+fn webhook_changes(payload: &str) -> Vec<(Uuid, bool)> {
+    if !payload.contains("\"webhook_updated\"") && !payload.contains("\"webhook_deleted\"") {
+        return Vec::new();
+    }
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(payload) else { return Vec::new() };
+    let one = |e: &serde_json::Value| {
+        let live = match e["type"].as_str()? {
+            "webhook_updated" => e["row"]["is_active"].as_bool()? && e["row"]["deleted_at"].is_null(),
+            "webhook_deleted" => false,
+            _ => return None,
+        };
+        Some((Uuid::parse_str(e["row"]["id"].as_str()?).ok()?, live))
+    };
+    match value["events"].as_array() {
+        Some(events) => events.iter().filter_map(one).collect(),
+        None => one(&value).into_iter().collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::only_webhook_events;
+    use super::{only_webhook_events, webhook_changes};
+    use uuid::Uuid;
+
+    #[test]
+    fn webhook_state_changes_are_read_from_their_events() {
+        let id = "0b7e8f3a-5c1d-4e2f-9a8b-7c6d5e4f3a2b";
+        let stopped =
+            format!(r#"{{"seq": 9, "type": "webhook_updated", "row": {{"id": "{id}", "is_active": false, "deleted_at": null}}}}"#);
+        assert_eq!(webhook_changes(&stopped), vec![(id.parse().unwrap(), false)]);
+        let live = format!(
+            r#"{{"events": [{{"type": "contact_created", "row": {{"id": "{id}"}}}}, {{"type": "webhook_updated", "row": {{"id": "{id}", "is_active": true, "deleted_at": null}}}}]}}"#
+        );
+        assert_eq!(webhook_changes(&live), vec![(id.parse().unwrap(), true)]);
+        let deleted =
+            format!(r#"{{"type": "webhook_deleted", "row": {{"id": "{id}", "is_active": true, "deleted_at": "2026-12-01T00:00:00Z"}}}}"#);
+        assert_eq!(webhook_changes(&deleted), vec![(id.parse().unwrap(), false)]);
+        assert!(webhook_changes(&format!(r#"{{"type": "contact_updated", "row": {{"id": "{id}"}}}}"#)).is_empty());
+    }
+
+    #[test]
+    fn the_stopped_set_stays_bounded_and_a_resumed_webhook_leaves_it() {
+        let wake = super::Wake::default();
+        let first = Uuid::new_v4();
+        wake.webhook_changed(first, false);
+        assert!(wake.is_stopped(first));
+        wake.webhook_changed(first, true);
+        assert!(!wake.is_stopped(first));
+        for _ in 0..super::STOPPED_MAX + 5 {
+            wake.webhook_changed(Uuid::new_v4(), false);
+        }
+        assert!(wake.stopped.lock().unwrap().len() <= super::STOPPED_MAX);
+    }
 
     #[test]
     fn only_attempt_logs_ask_for_no_feeding() {

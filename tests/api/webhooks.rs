@@ -896,3 +896,38 @@ async fn a_dead_receivers_backlog_is_tried_one_delivery_per_slot_not_claimed_and
     // would hold ~36.
     assert!(in_flight <= 4, "{in_flight} deliveries held for a dead receiver with 2 slots");
 }
+
+#[tokio::test]
+async fn a_webhook_deactivated_during_a_run_gets_no_further_attempt_of_it_and_the_rest_is_cancelled() {
+    let s = setup(PRIVATE_OK).await;
+    // The first attempt hangs long enough for the deactivation's event to reach the server.
+    let mut stopping = Receiver::start(vec![Reply::Hang(Duration::from_secs(3))]).await;
+    let mut staying = Receiver::start(vec![]).await;
+    let hook = add_hook(&s.owner, s.world.tenant_a, &stopping.url, &secret()).await;
+    add_hook(&s.owner, s.world.tenant_a, &staying.url, &secret()).await;
+    s.owner.execute("UPDATE webhooks SET events = '{contact_created}'", &[]).await.unwrap();
+    add_contacts(&s.owner, s.world.tenant_a, "+3398", 0, 5).await;
+
+    stopping.next().await; // the run's first attempt is in flight, hanging
+    s.owner.execute("UPDATE webhooks SET is_active = false WHERE id = $1", &[&hook]).await.unwrap();
+    let open = "SELECT count(*) FROM app.webhook_deliveries WHERE webhook_id = $1 AND status IN ('pending', 'in_flight')";
+    let deadline = Instant::now() + WAIT;
+    while s.owner.query_one(open, &[&hook]).await.unwrap().get::<_, i64>(0) > 0 {
+        assert!(Instant::now() < deadline, "the stopped webhook's run never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stopping.hits.try_recv().is_err(), "no attempt after the deactivation");
+    let states: Vec<(String, i64)> = s
+        .owner
+        .query("SELECT status, count(*) FROM app.webhook_deliveries WHERE webhook_id = $1 GROUP BY 1 ORDER BY 1", &[&hook])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(states, [("cancelled".to_string(), 4), ("succeeded".to_string(), 1)], "the attempt in flight ended, the rest cancelled");
+    // The twin: the tenant's other webhook, still active, gets every event.
+    for _ in 0..5 {
+        assert_eq!(staying.next().await.json()["type"], "contact_created");
+    }
+}
