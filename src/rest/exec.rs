@@ -45,8 +45,15 @@ impl Outcome {
     }
 }
 
-/// The single row a `Mode::Row` statement returns.
-fn exactly_one(rows: Vec<tokio_postgres::Row>) -> Result<tokio_postgres::Row, ApiError> {
+/// Empties the connection's statement cache once it holds more than [`MAX_CACHED_STATEMENTS`].
+fn bound_statement_cache(conn: &deadpool_postgres::Object) {
+    if conn.statement_cache.size() > MAX_CACHED_STATEMENTS {
+        conn.statement_cache.clear();
+    }
+}
+
+/// The single row a one-row statement returns.
+fn exactly_one<R>(rows: Vec<R>) -> Result<R, ApiError> {
     let count = rows.len();
     rows.into_iter()
         .next()
@@ -99,9 +106,7 @@ pub async fn read_row(state: &RestState, caller: &Caller, sql: &str, params: &Pa
             .map(ReadRow::Text)
             .collect(),
         false => {
-            if conn.statement_cache.size() > MAX_CACHED_STATEMENTS {
-                conn.statement_cache.clear();
-            }
+            bound_statement_cache(&conn);
             let stmt = conn.prepare_cached(sql).await.map_err(errors::pg)?;
             TenantTx::read_pipelined(&state.db, &conn, &caller.principal, caller.tenant, &stmt, &params.as_refs())
                 .await
@@ -111,20 +116,14 @@ pub async fn read_row(state: &RestState, caller: &Caller, sql: &str, params: &Pa
                 .collect()
         }
     };
-    let count = rows.len();
-    rows.into_iter()
-        .next()
-        .filter(|_| count == 1)
-        .ok_or_else(|| ApiError::internal(&format_args!("a single-row statement returned {count} rows")))
+    exactly_one(rows)
 }
 
 /// The planner's row estimate for `explain_sql` (an `EXPLAIN (FORMAT JSON) …`), run in the
 /// caller's tenant transaction (so RLS shapes the plan), read-only and rolled back.
 pub async fn planned_rows(state: &RestState, caller: &Caller, explain_sql: &str, params: &Params) -> Result<i64, ApiError> {
     let mut conn = state.db.conn().await?;
-    if conn.statement_cache.size() > MAX_CACHED_STATEMENTS {
-        conn.statement_cache.clear();
-    }
+    bound_statement_cache(&conn);
     let tx = TenantTx::begin(&state.db, &mut conn, &caller.principal, caller.tenant).await?;
     let stmt = tx.prepare_cached(explain_sql).await.map_err(errors::pg)?;
     let row = tx.query_one(&stmt, &params.as_refs()).await.map_err(errors::pg)?;
@@ -145,9 +144,7 @@ pub async fn run(
     check: impl FnOnce(&Outcome) -> Result<(), ApiError>,
 ) -> Result<Outcome, ApiError> {
     let mut conn = state.db.conn_for(caller.tenant.unwrap_or(caller.principal.user_id)).await?;
-    if conn.statement_cache.size() > MAX_CACHED_STATEMENTS {
-        conn.statement_cache.clear();
-    }
+    bound_statement_cache(&conn);
     let stmt = conn.prepare_cached(sql).await.map_err(errors::pg)?;
     let refs = params.as_refs();
     let (tx, rows) = TenantTx::begin_with_query(&state.db, &mut conn, &caller.principal, caller.tenant, &stmt, &refs).await?;
