@@ -3,7 +3,7 @@
 //! or `ROLLBACK` when the transaction is dropped (on any error). Nothing outlives it.
 
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Transaction};
@@ -47,6 +47,13 @@ struct TxTimer {
     committed: bool,
     slow_after: Duration,
     stats: Arc<Stats>,
+}
+
+impl TxTimer {
+    /// A transaction of `tenant` as `role`, started at `started`, not committed (yet).
+    fn new(db: &Db, started: Instant, tenant: Option<Uuid>, role: String) -> Self {
+        Self { started, tenant, role, committed: false, slow_after: db.slow_query(), stats: db.stats().clone() }
+    }
 }
 
 impl Drop for TxTimer {
@@ -106,7 +113,8 @@ impl<'c> TenantTx<'c> {
         args: &[Arg<'_>],
     ) -> Result<Vec<SimpleQueryRow>, tokio_postgres::Error> {
         let started = Instant::now();
-        let names = [Name::of(BEGIN_REQUEST), Name::of(sql)];
+        static BEGIN_NAME: LazyLock<Name> = LazyLock::new(|| Name::of(BEGIN_REQUEST));
+        let names = [*BEGIN_NAME, Name::of(sql)];
         let (user, tenant_text) = (principal.user_id.to_string(), tenant.map(|t| t.to_string()));
         let begin_args = [Arg::Text(&user), tenant_text.as_deref().map_or(Arg::Null, Arg::Text), Arg::Text(db.statement_timeout_ms())];
         // A wrong guess of what the connection holds costs one more attempt per statement
@@ -182,27 +190,14 @@ impl<'c> TenantTx<'c> {
         opened?;
         let entered = entered?;
         closed?;
-        drop(TxTimer {
-            started,
-            tenant: entered.get(1),
-            role: entered.get(2),
-            committed: outcome.is_ok(),
-            slow_after: db.slow_query(),
-            stats: db.stats().clone(),
-        });
+        let mut timer = TxTimer::new(db, started, entered.get(1), entered.get(2));
+        timer.committed = outcome.is_ok();
         outcome.map(|o| o.rows)
     }
 
     fn entered(db: &Db, tx: Transaction<'c>, row: &Row, started: Instant) -> Self {
         let ctx = RequestContext { user_id: row.get(0), tenant_id: row.get(1), role: row.get(2) };
-        let timer = TxTimer {
-            started,
-            tenant: ctx.tenant_id,
-            role: ctx.role.clone(),
-            committed: false,
-            slow_after: db.slow_query(),
-            stats: db.stats().clone(),
-        };
+        let timer = TxTimer::new(db, started, ctx.tenant_id, ctx.role.clone());
         Self { tx, ctx, timer }
     }
 
@@ -233,7 +228,8 @@ impl<'c> TenantTx<'c> {
 fn record_read(db: &Db, started: Instant, begin_row: Option<&SimpleQueryRow>, committed: bool) {
     let tenant = begin_row.and_then(|r| r.get(1)).and_then(|t| t.parse().ok());
     let role = begin_row.and_then(|r| r.get(2)).unwrap_or_default().to_string();
-    drop(TxTimer { started, tenant, role, committed, slow_after: db.slow_query(), stats: db.stats().clone() });
+    let mut timer = TxTimer::new(db, started, tenant, role);
+    timer.committed = committed;
 }
 
 /// Runs one simple-protocol message; gives each statement's rows, in order, with how many
