@@ -143,15 +143,20 @@ pub fn push_execute(out: &mut String, name: Name, args: &[Arg<'_>]) {
     name.push(out);
     if !args.is_empty() {
         out.push('(');
-        for (i, arg) in args.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_arg(out, arg);
-        }
+        push_list(out, args, push_arg);
         out.push(')');
     }
     out.push(';');
+}
+
+/// `items`, each written by `push`, separated by commas.
+fn push_list<T>(out: &mut String, items: &[T], push: impl Fn(&mut String, &T)) {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push(out, item);
+    }
 }
 
 fn push_arg(out: &mut String, arg: &Arg<'_>) {
@@ -163,12 +168,7 @@ fn push_arg(out: &mut String, arg: &Arg<'_>) {
         }
         Arg::TextArray(items) => {
             out.push_str("ARRAY[");
-            for (i, s) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                push_literal(out, s);
-            }
+            push_list(out, items, |out, s| push_literal(out, s));
             out.push_str("]::text[]");
         }
     }
