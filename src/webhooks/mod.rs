@@ -52,8 +52,8 @@ const POOL_SIZE: usize = 4;
 const RUN: i32 = 32;
 /// Attempts recorded per transaction at most.
 const RECORD_BATCH: usize = 500;
-/// Webhooks remembered as failing at most (see [`Failing`]).
-const FAILING_MAX: usize = 10_000;
+/// Webhooks a [`Marked`] set remembers at most.
+const MARKED_MAX: usize = 10_000;
 /// A run's next attempt starts only if it can finish this long before the lease ends.
 const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
@@ -107,7 +107,7 @@ struct Dispatcher {
     inflight: Mutex<HashMap<Uuid, usize>>,
     /// Webhooks whose last attempt here failed: claimed one delivery per run until one succeeds
     /// (a dead receiver's backlog is not signed and given back 32 at a time at every timeout).
-    failing: Mutex<Failing>,
+    failing: Mutex<Marked>,
     total: AtomicUsize,
     cancel: CancellationToken,
     reports: mpsc::UnboundedSender<Report>,
@@ -115,23 +115,28 @@ struct Dispatcher {
     claiming: tokio::sync::Mutex<()>,
 }
 
-/// The webhooks whose last attempt in this instance failed. A failed attempt marks its
-/// webhook, a success clears it. A webhook deleted while failing is never cleared, so the set
-/// is bounded: past [`FAILING_MAX`] it starts over (the cost: one full run for each webhook
-/// still failing).
+/// A set of webhooks this instance marks: failing (its last attempt here failed; claimed one
+/// delivery per run until one succeeds) or stopped (deactivated or deleted; `wake.rs`). A
+/// webhook deleted while marked is never unmarked, so the set is bounded: past
+/// [`MARKED_MAX`] it starts over (the cost: the behaviour without the mark, once, for each
+/// webhook still marked).
 #[derive(Default)]
-struct Failing(HashSet<Uuid>);
+pub(crate) struct Marked(HashSet<Uuid>);
 
-impl Failing {
-    fn note(&mut self, webhook: Uuid, succeeded: bool) {
-        if succeeded {
+impl Marked {
+    pub(crate) fn set(&mut self, webhook: Uuid, marked: bool) {
+        if !marked {
             self.0.remove(&webhook);
         } else {
-            if self.0.len() >= FAILING_MAX {
+            if self.0.len() >= MARKED_MAX {
                 self.0.clear();
             }
             self.0.insert(webhook);
         }
+    }
+
+    pub(crate) fn contains(&self, webhook: Uuid) -> bool {
+        self.0.contains(&webhook)
     }
 
     fn list(&self) -> Vec<Uuid> {
@@ -285,7 +290,7 @@ impl Dispatcher {
             let outcome = self.sender.send(&job).await;
             metrics::histogram!("rowcast_webhook_attempt_duration_seconds").record(outcome.duration.as_secs_f64());
             let succeeded = outcome.succeeded();
-            self.failing.lock().unwrap_or_else(|p| p.into_inner()).note(job.webhook, succeeded);
+            self.failing.lock().unwrap_or_else(|p| p.into_inner()).set(job.webhook, !succeeded);
             let _ = self.reports.send(Report::Attempt(Box::new(Attempt { job, outcome })));
             if !succeeded {
                 self.give_back(jobs);
@@ -455,25 +460,25 @@ mod tests {
     #[test]
     fn a_failed_attempt_marks_its_webhook_until_a_success() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let mut failing = Failing::default();
-        failing.note(a, false);
-        failing.note(b, true);
+        let mut failing = Marked::default();
+        failing.set(a, true);
+        failing.set(b, false);
         assert_eq!(failing.list(), vec![a], "only the webhook that failed");
-        failing.note(a, false);
+        failing.set(a, true);
         assert_eq!(failing.list(), vec![a], "once");
-        failing.note(a, true);
+        failing.set(a, false);
         assert!(failing.list().is_empty(), "a success clears it");
     }
 
     #[test]
     fn the_failing_set_stays_bounded() {
-        let mut failing = Failing::default();
-        for _ in 0..FAILING_MAX {
-            failing.note(Uuid::new_v4(), false);
+        let mut failing = Marked::default();
+        for _ in 0..MARKED_MAX {
+            failing.set(Uuid::new_v4(), true);
         }
-        assert_eq!(failing.list().len(), FAILING_MAX);
+        assert_eq!(failing.list().len(), MARKED_MAX);
         let last = Uuid::new_v4();
-        failing.note(last, false);
+        failing.set(last, true);
         assert_eq!(failing.list(), vec![last], "full: it starts over with the newest");
     }
 }

@@ -5,7 +5,6 @@
 //! events are all `webhook_*` (the logs of attempts, never delivered) asks for no feeding.
 //! The dispatcher also polls, so a lost connection delays deliveries, never loses them.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,14 +13,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::Marked;
 use crate::db::listen::{Listening, listen as db_listen};
 
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
-
-/// Webhooks remembered as stopped before the set starts over (a webhook deleted while
-/// stopped is never resumed; the cost of starting over is the old behaviour: a run already
-/// claimed is sent to its end).
-const STOPPED_MAX: usize = 10_000;
 
 /// What the dispatcher is woken for, and the webhooks it must stop sending to.
 #[derive(Default)]
@@ -29,8 +24,8 @@ pub struct Wake {
     notify: Notify,
     feed: AtomicBool,
     /// Webhooks deactivated or deleted (from their `webhook_updated` / `webhook_deleted`
-    /// events): a run of one stops before its next attempt.
-    stopped: Mutex<HashSet<Uuid>>,
+    /// events): a run of it stops before its next attempt.
+    stopped: Mutex<Marked>,
 }
 
 impl Wake {
@@ -56,23 +51,12 @@ impl Wake {
 
     /// `webhook` went live (`true`) or stopped (`false`).
     pub fn webhook_changed(&self, webhook: Uuid, live: bool) {
-        let mut stopped = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
-        match live {
-            true => {
-                stopped.remove(&webhook);
-            }
-            false => {
-                if stopped.len() >= STOPPED_MAX {
-                    stopped.clear();
-                }
-                stopped.insert(webhook);
-            }
-        }
+        self.stopped.lock().unwrap_or_else(|p| p.into_inner()).set(webhook, !live);
     }
 
     /// Whether attempts to `webhook` must stop.
     pub fn is_stopped(&self, webhook: Uuid) -> bool {
-        self.stopped.lock().unwrap_or_else(|p| p.into_inner()).contains(&webhook)
+        self.stopped.lock().unwrap_or_else(|p| p.into_inner()).contains(webhook)
     }
 }
 
@@ -196,10 +180,10 @@ mod tests {
         assert!(wake.is_stopped(first));
         wake.webhook_changed(first, true);
         assert!(!wake.is_stopped(first));
-        for _ in 0..super::STOPPED_MAX + 5 {
+        for _ in 0..crate::webhooks::MARKED_MAX + 5 {
             wake.webhook_changed(Uuid::new_v4(), false);
         }
-        assert!(wake.stopped.lock().unwrap().len() <= super::STOPPED_MAX);
+        assert!(wake.stopped.lock().unwrap().list().len() <= crate::webhooks::MARKED_MAX);
     }
 
     #[test]
