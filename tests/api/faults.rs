@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rowcast::app::Application;
 use rowcast::config::{Env, Settings};
-use rowcast::db::embedded::start_ephemeral;
+use rowcast::db::embedded::{EmbeddedCluster, start_ephemeral};
 use serde_json::Value;
 
 use crate::helpers::{JWT_SECRET, World, connect};
@@ -18,22 +18,29 @@ async fn status(http: &reqwest::Client, url: &str, token: Option<&str>) -> u16 {
     req.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
 }
 
+/// A migrated cluster of the test's own, its world, and the application on it (pool timeout
+/// 500 ms, `extra` on top).
+async fn own_cluster_app(extra: &[(&str, &str)]) -> (EmbeddedCluster, World, Application) {
+    let cluster = start_ephemeral(vec![]).await.unwrap();
+    cluster.ensure_database("rowcast").await.unwrap();
+    rowcast::db::migrate::migrate(&cluster.pg_config("rowcast"), "own-pw").await.unwrap();
+    let world = World::create(&connect(&cluster.pg_config("rowcast")).await).await;
+    let mut vars = vec![
+        ("DATABASE_URL".to_string(), cluster.url("rowcast")),
+        ("ROWCAST_APP_PASSWORD".to_string(), "own-pw".to_string()),
+        ("ROWCAST_BIND".to_string(), "127.0.0.1:0".to_string()),
+        ("ROWCAST_JWT_SECRET".to_string(), JWT_SECRET.to_string()),
+        ("ROWCAST_POOL_TIMEOUT_MS".to_string(), "500".to_string()),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let settings = Settings::from_env(&Env::from_pairs(vars)).unwrap();
+    (cluster, world, Application::build(settings).await.unwrap())
+}
+
 #[tokio::test]
 async fn the_server_keeps_running_through_a_database_restart_and_health_says_so() {
     // A cluster of its own: restarting the shared one would disturb the other tests.
-    let mut cluster = start_ephemeral(vec![]).await.unwrap();
-    cluster.ensure_database("rowcast").await.unwrap();
-    rowcast::db::migrate::migrate(&cluster.pg_config("rowcast"), "restart-pw").await.unwrap();
-    let world = World::create(&connect(&cluster.pg_config("rowcast")).await).await;
-    let vars = [
-        ("DATABASE_URL", cluster.url("rowcast")),
-        ("ROWCAST_APP_PASSWORD", "restart-pw".into()),
-        ("ROWCAST_BIND", "127.0.0.1:0".into()),
-        ("ROWCAST_JWT_SECRET", JWT_SECRET.into()),
-        ("ROWCAST_POOL_TIMEOUT_MS", "500".into()),
-    ];
-    let settings = Settings::from_env(&Env::from_pairs(vars.map(|(k, v)| (k.to_string(), v)))).unwrap();
-    let app = Application::build(settings).await.unwrap();
+    let (mut cluster, world, app) = own_cluster_app(&[]).await;
     let base = format!("http://127.0.0.1:{}", app.port());
     let token = app.state().jwt.mint(world.user_a, None, Duration::from_secs(600)).unwrap();
     let shutdown = app.shutdown_token();
@@ -68,7 +75,7 @@ async fn the_server_keeps_running_through_a_database_restart_and_health_says_so(
 }
 
 /// The postmaster of `cluster` and its children (backends, background workers).
-fn cluster_processes(cluster: &rowcast::db::embedded::EmbeddedCluster) -> Vec<nix::unistd::Pid> {
+fn cluster_processes(cluster: &EmbeddedCluster) -> Vec<nix::unistd::Pid> {
     let pid_file = std::fs::read_to_string(cluster.data_dir().join("postmaster.pid")).unwrap();
     let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
     let mut pids = vec![nix::unistd::Pid::from_raw(postmaster)];
@@ -93,20 +100,7 @@ fn signal_all(pids: &[nix::unistd::Pid], signal: nix::sys::signal::Signal) {
 #[tokio::test]
 async fn a_server_whose_database_hangs_still_stops_within_its_grace_period() {
     // A cluster of its own: it is frozen (SIGSTOP), which would stall every other test.
-    let mut cluster = start_ephemeral(vec![]).await.unwrap();
-    cluster.ensure_database("rowcast").await.unwrap();
-    rowcast::db::migrate::migrate(&cluster.pg_config("rowcast"), "hang-pw").await.unwrap();
-    let world = World::create(&connect(&cluster.pg_config("rowcast")).await).await;
-    let vars = [
-        ("DATABASE_URL", cluster.url("rowcast")),
-        ("ROWCAST_APP_PASSWORD", "hang-pw".into()),
-        ("ROWCAST_BIND", "127.0.0.1:0".into()),
-        ("ROWCAST_JWT_SECRET", JWT_SECRET.into()),
-        ("ROWCAST_POOL_TIMEOUT_MS", "500".into()),
-        ("ROWCAST_STATEMENT_TIMEOUT_MS", "1000".into()),
-    ];
-    let settings = Settings::from_env(&Env::from_pairs(vars.map(|(k, v)| (k.to_string(), v)))).unwrap();
-    let app = Application::build(settings).await.unwrap();
+    let (mut cluster, world, app) = own_cluster_app(&[("ROWCAST_STATEMENT_TIMEOUT_MS", "1000")]).await;
     let grace = app.shutdown_grace();
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
