@@ -19,6 +19,8 @@ const BUCKETS_US: [u64; 24] = [
     1_000_000, 2_500_000, 5_000_000, 10_000_000, 60_000_000,
 ];
 const SLOW_KEPT: usize = 50;
+/// Methods kept per route; further ones (methods are the client's to choose) count as `other`.
+const METHODS_KEPT: usize = 16;
 
 #[derive(Default)]
 struct Histogram {
@@ -81,7 +83,8 @@ struct Slow {
 
 #[derive(Default)]
 struct Registry {
-    routes: HashMap<String, Histogram>,
+    /// Per bounded route label, per method.
+    routes: HashMap<String, Vec<(String, Histogram)>>,
     tenants: HashMap<Option<Uuid>, TenantStats>,
     slow: VecDeque<Slow>,
 }
@@ -107,7 +110,21 @@ impl Stats {
 
     /// One response left; `route` is already a bounded label.
     pub fn record_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        self.with(|r| r.routes.entry(format!("{method} {route}")).or_default().record(elapsed, status >= 500));
+        self.with(|r| {
+            if !r.routes.contains_key(route) {
+                r.routes.insert(route.to_string(), Vec::new());
+            }
+            let methods = r.routes.get_mut(route).expect("inserted above");
+            let method = if methods.len() < METHODS_KEPT || methods.iter().any(|(m, _)| m == method) { method } else { "other" };
+            let at = match methods.iter().position(|(m, _)| m == method) {
+                Some(at) => at,
+                None => {
+                    methods.push((method.to_string(), Histogram::default()));
+                    methods.len() - 1
+                }
+            };
+            methods[at].1.record(elapsed, status >= 500);
+        });
     }
 
     /// One request transaction ended. Slow ones are logged (never with parameters).
@@ -135,9 +152,10 @@ impl Stats {
     /// Routes, tenants, slow transactions and process memory, for `/api/performance/stats`.
     pub fn snapshot(&self) -> Value {
         self.with(|r| {
-            let mut routes: Vec<_> = r.routes.iter().collect();
-            routes.sort_by(|a, b| a.0.cmp(b.0));
-            let routes: serde_json::Map<String, Value> = routes.into_iter().map(|(k, h)| (k.clone(), h.summary())).collect();
+            let mut routes: Vec<_> =
+                r.routes.iter().flat_map(|(route, methods)| methods.iter().map(move |(m, h)| (format!("{m} {route}"), h))).collect();
+            routes.sort_by(|a, b| a.0.cmp(&b.0));
+            let routes: serde_json::Map<String, Value> = routes.into_iter().map(|(k, h)| (k, h.summary())).collect();
             let tenants: Vec<Value> = r
                 .tenants
                 .iter()
@@ -175,5 +193,23 @@ mod tests {
         assert!(h.percentile_ms(0.5) >= 50.0 && h.percentile_ms(0.5) <= 100.0);
         assert!(h.percentile_ms(0.99) >= 99.0);
         assert!(h.percentile_ms(0.5) <= h.percentile_ms(0.95));
+    }
+
+    #[test]
+    fn requests_are_kept_per_method_and_route_with_methods_bounded() {
+        let stats = Stats::default();
+        stats.record_request("GET", "/rest/contacts", 200, Duration::from_millis(1));
+        stats.record_request("GET", "/rest/contacts", 500, Duration::from_millis(3));
+        stats.record_request("POST", "/rest/contacts", 201, Duration::from_millis(2));
+        for i in 0..(METHODS_KEPT + 5) {
+            stats.record_request(&format!("X{i}"), "/rest/odd", 405, Duration::from_millis(1));
+        }
+        let routes = stats.snapshot()["routes"].clone();
+        assert_eq!(routes["GET /rest/contacts"]["requests"], 2);
+        assert_eq!(routes["GET /rest/contacts"]["errors"], 1);
+        assert_eq!(routes["POST /rest/contacts"]["requests"], 1);
+        let odd: Vec<_> = routes.as_object().expect("routes").keys().filter(|k| k.ends_with(" /rest/odd")).collect();
+        assert_eq!(odd.len(), METHODS_KEPT + 1, "{odd:?}");
+        assert_eq!(routes["other /rest/odd"]["requests"], 5);
     }
 }
