@@ -86,6 +86,11 @@ async fn prepare(cluster: &EmbeddedCluster) -> anyhow::Result<()> {
         ))
         .await?;
     client.batch_execute(&realtime::seed_sql()).await?;
+    // `ROWCAST_BENCH_PRE_SQL`: SQL run once after the migrations, as the owner (A/B runs of a
+    // schema change without a migration, e.g. docs/benchmarks.md's capture without its lock).
+    if let Ok(sql) = std::env::var("ROWCAST_BENCH_PRE_SQL") {
+        client.batch_execute(&sql).await?;
+    }
     client.batch_execute("VACUUM ANALYZE").await?;
     Ok(())
 }

@@ -181,6 +181,7 @@ async fn raw_listener(
     cluster: &EmbeddedCluster,
     sent: Sent,
     latencies: Arc<Mutex<Vec<u32>>>,
+    raw_by_id: ById,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let (client, mut conn) = cluster.pg_config(DB).connect(tokio_postgres::NoTls).await?;
     let handle = tokio::spawn(async move {
@@ -191,8 +192,10 @@ async fn raw_listener(
                 let id = serde_json::from_str::<serde_json::Value>(n.payload())
                     .ok()
                     .and_then(|v| v["row"]["id"].as_str().and_then(|s| Uuid::parse_str(s).ok()));
-                if let Some(t0) = id.and_then(|id| sent.lock().expect("lock").get(&id).copied()) {
-                    latencies.lock().expect("lock").push(now.duration_since(t0).as_micros() as u32);
+                if let Some((id, t0)) = id.and_then(|id| Some((id, sent.lock().expect("lock").get(&id).copied()?))) {
+                    let us = now.duration_since(t0).as_micros() as u32;
+                    latencies.lock().expect("lock").push(us);
+                    raw_by_id.lock().expect("lock").entry(id).or_default().push(us);
                 }
             }
         }
@@ -202,17 +205,40 @@ async fn raw_listener(
     Ok(handle)
 }
 
-fn receive(mut ws: Ws, sent: Sent, latencies: Arc<Mutex<Vec<u32>>>) -> tokio::task::JoinHandle<()> {
+fn receive(mut ws: Ws, sent: Sent, latencies: Arc<Mutex<Vec<u32>>>, by_id: ById) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(Ok(msg)) = ws.next().await {
             if let Message::Text(t) = msg {
                 let now = Instant::now();
-                if let Some(t0) = event_row_id(&t).and_then(|id| sent.lock().expect("lock").get(&id).copied()) {
-                    latencies.lock().expect("lock").push(now.duration_since(t0).as_micros() as u32);
+                let Some(id) = event_row_id(&t) else { continue };
+                if let Some(t0) = sent.lock().expect("lock").get(&id).copied() {
+                    let us = now.duration_since(t0).as_micros() as u32;
+                    latencies.lock().expect("lock").push(us);
+                    by_id.lock().expect("lock").entry(id).or_default().push(us);
                 }
             }
         }
     })
+}
+
+type ById = Arc<Mutex<HashMap<Uuid, Vec<u32>>>>;
+
+/// Per write: its first frame's latency minus raw LISTEN's, and its last frame's minus its first.
+fn breakdown(ours: &ById, raw: &ById) -> (f64, f64, f64) {
+    let (ours, raw) = (ours.lock().expect("lock"), raw.lock().expect("lock"));
+    let (mut first, mut spread, mut mid) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, frames) in ours.iter() {
+        let Some(r) = raw.get(id).and_then(|v| v.first()) else { continue };
+        let mut f = frames.clone();
+        f.sort_unstable();
+        first.push(f[0].saturating_sub(*r));
+        spread.push(f[f.len() - 1] - f[0]);
+        mid.push(f[f.len() / 2] - f[0]);
+    }
+    first.sort_unstable();
+    spread.sort_unstable();
+    mid.sort_unstable();
+    (percentile(&first, 0.5), percentile(&mid, 0.5), percentile(&spread, 0.5))
 }
 
 fn summary(latencies: &Mutex<Vec<u32>>) -> (usize, f64, f64) {
@@ -234,11 +260,12 @@ async fn latency_case(
     let sent: Sent = Arc::default();
     let ours: Arc<Mutex<Vec<u32>>> = Arc::default();
     let raw: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let (ours_by_id, raw_by_id): (ById, ById) = Default::default();
     let mut readers = Vec::new();
     for s in 0..sessions {
-        readers.push(receive(proto.session(server.port, s % tenants).await?, sent.clone(), ours.clone()));
+        readers.push(receive(proto.session(server.port, s % tenants).await?, sent.clone(), ours.clone(), ours_by_id.clone()));
     }
-    let raw_task = raw_listener(cluster, sent.clone(), raw.clone()).await?;
+    let raw_task = raw_listener(cluster, sent.clone(), raw.clone(), raw_by_id.clone()).await?;
     let written = write_at_rate(cluster, tenants, 1000, opts.seconds, sent).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (n, p50, p99) = summary(&ours);
@@ -249,6 +276,10 @@ async fn latency_case(
         written as f64 / opts.seconds as f64,
         if sessions == 1 { ", p50 <= 1 ms" } else { "" },
         if p99 <= p99_target && (sessions > 1 || p50 <= 1.0) { "PASS" } else { "BELOW TARGET" }
+    );
+    let (first, mid, spread) = breakdown(&ours_by_id, &raw_by_id);
+    println!(
+        "                 per write (p50): first frame − raw LISTEN {first:>5.2} ms, median frame − first {mid:>5.2} ms, last frame − first {spread:>5.2} ms"
     );
     for r in readers {
         r.abort();

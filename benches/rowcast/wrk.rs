@@ -30,10 +30,18 @@ end
 
 pub fn read_script(token: &str) -> String {
     let headers = headers(token, r#"["Accept"] = "application/vnd.pgrst.object+json""#);
+    // Every request is formatted once per thread, in `init`: `wrk.format` per request (a Lua
+    // table of headers and a string of ~400 bytes each time) cost the shared 2-core machine
+    // ~15 µs of wrk CPU per request, taken from the server being measured.
     format!(
-        r#"request = function()
-  local i = math.random(1, {READ_ROWS})
-  return wrk.format("GET", string.format("/rest/contacts?id=eq.00000000-0000-4000-8000-%012x", i), {headers})
+        r#"local requests = {{}}
+function init(args)
+  for i = 1, {READ_ROWS} do
+    requests[i] = wrk.format("GET", string.format("/rest/contacts?id=eq.00000000-0000-4000-8000-%012x", i), {headers})
+  end
+end
+request = function()
+  return requests[math.random(1, {READ_ROWS})]
 end
 "#
     )
