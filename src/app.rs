@@ -60,6 +60,7 @@ impl Application {
         // The Prometheus recorder before any background task records (webhook queue gauges,
         // listener counters): a metric recorded before it is installed is lost.
         crate::ops::metrics::handle();
+        crate::ops::metrics::spawn_upkeep(tasks.child_token());
 
         let rest = Arc::new(RestState::load(core.clone()).await?);
         let mut reload_config = app_config.clone();

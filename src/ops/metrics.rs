@@ -3,11 +3,14 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, LazyLock, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -16,37 +19,48 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// scrapes does not grow by 8 bytes per request (~290 MB an hour at 10,000 requests/s).
 const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// Upkeep runs completed, and a signal for each.
-static UPKEEPS: (Mutex<u64>, Condvar) = (Mutex::new(0), Condvar::new());
+/// Upkeep runs completed (any application's), and a signal for each.
+static UPKEEPS: AtomicU64 = AtomicU64::new(0);
+static UPKEPT: Notify = Notify::const_new();
 
-/// The recorder, installed on first use, with its upkeep thread (process-wide, as the
-/// recorder is: an application's runtime may end before the process does).
+/// The recorder, installed on first use.
 pub fn handle() -> &'static PrometheusHandle {
-    HANDLE.get_or_init(|| {
-        let handle = PrometheusBuilder::new().install_recorder().unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle());
-        let upkept = handle.clone();
-        let spawned = std::thread::Builder::new().name("rowcast-metrics".into()).spawn(move || {
-            loop {
-                std::thread::sleep(UPKEEP_EVERY);
-                upkept.run_upkeep();
-                *UPKEEPS.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-                UPKEEPS.1.notify_all();
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle()))
+}
+
+/// Runs the recorder's upkeep every [`UPKEEP_EVERY`] until cancelled. Each application runs
+/// one on its own runtime (the recorder is process-wide; two upkeeps are harmless).
+pub fn spawn_upkeep(cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let handle = handle();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + UPKEEP_EVERY, UPKEEP_EVERY);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = every.tick() => {}
             }
-        });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "no metrics upkeep thread: histogram samples are drained only by GET /metrics");
+            handle.run_upkeep();
+            UPKEEPS.fetch_add(1, Ordering::Release);
+            UPKEPT.notify_waiters();
         }
-        handle
     })
 }
 
 /// Waits until `runs` more upkeeps have completed, at most `bound`; whether they did.
-pub fn await_upkeeps(runs: u64, bound: Duration) -> bool {
-    handle();
-    let guard = UPKEEPS.0.lock().unwrap_or_else(|p| p.into_inner());
-    let target = *guard + runs;
-    let (guard, _) = UPKEEPS.1.wait_timeout_while(guard, bound, |done| *done < target).unwrap_or_else(|p| p.into_inner());
-    *guard >= target
+pub async fn await_upkeeps(runs: u64, bound: Duration) -> bool {
+    let target = UPKEEPS.load(Ordering::Acquire) + runs;
+    tokio::time::timeout(bound, async {
+        loop {
+            let upkept = UPKEPT.notified();
+            if UPKEEPS.load(Ordering::Acquire) >= target {
+                return;
+            }
+            upkept.await;
+        }
+    })
+    .await
+    .is_ok()
 }
 
 /// Routes are labelled by their first segments only, so ids never explode cardinality. The
@@ -69,7 +83,7 @@ fn route_label(path: &str) -> Cow<'_, str> {
 /// clients, and neither Prometheus series nor the stats registry may grow without bound.
 const MAX_ROUTES: usize = 256;
 
-/// Series kept per route label (method × status) before further ones are recorded uncached.
+/// Series per route label (method × status) before unseen methods are folded into `other`.
 const MAX_SERIES_PER_ROUTE: usize = 64;
 
 /// One route label and its series, registered with the recorder once.
@@ -83,16 +97,22 @@ impl Route {
         Route { label: Arc::from(label), series: Vec::new() }
     }
 
+    /// The series of `method` and `status`. Past [`MAX_SERIES_PER_ROUTE`], a method the route
+    /// has not seen counts as `other` (methods are the client's to choose; statuses are ours).
     fn series(&mut self, method: &str, status: u16) -> (Counter, Histogram) {
-        if let Some((_, _, c, h)) = self.series.iter().find(|(m, s, _, _)| *s == status && m == method) {
-            return (c.clone(), h.clone());
+        let known = |m: &str| self.series.iter().position(|(sm, ss, _, _)| *ss == status && sm == m);
+        let method = match known(method) {
+            Some(at) => return (self.series[at].2.clone(), self.series[at].3.clone()),
+            None if self.series.len() >= MAX_SERIES_PER_ROUTE => "other",
+            None => method,
+        };
+        if let Some(at) = known(method) {
+            return (self.series[at].2.clone(), self.series[at].3.clone());
         }
         let labels = [("method", method.to_string()), ("route", self.label.to_string()), ("status", status.to_string())];
         let counter = metrics::counter!("rowcast_http_requests_total", &labels);
         let histogram = metrics::histogram!("rowcast_http_request_duration_seconds", &labels[..2]);
-        if self.series.len() < MAX_SERIES_PER_ROUTE {
-            self.series.push((method.to_string(), status, counter.clone(), histogram.clone()));
-        }
+        self.series.push((method.to_string(), status, counter.clone(), histogram.clone()));
         (counter, histogram)
     }
 }
@@ -168,14 +188,21 @@ mod tests {
             let _ = route.series(&format!("M{i}"), 200);
         }
         let _ = route.series("M0", 200);
-        assert_eq!(route.series.len(), super::MAX_SERIES_PER_ROUTE);
+        let _ = route.series("M0", 500);
+        let methods: Vec<_> = route.series.iter().map(|(m, s, _, _)| format!("{m} {s}")).collect();
+        assert_eq!(methods.len(), super::MAX_SERIES_PER_ROUTE + 2, "{methods:?}");
+        assert!(methods.contains(&"other 200".to_string()) && methods.contains(&"other 500".to_string()), "{methods:?}");
     }
 
-    /// Histogram samples are drained by the recorder's upkeep, not only by a scrape: without
-    /// the upkeep thread no run ever completes.
-    #[test]
-    fn the_recorder_is_upkept_without_a_scrape() {
+    /// Histogram samples are drained by the recorder's upkeep, not only by a scrape; the
+    /// upkeep stops with its application.
+    #[tokio::test]
+    async fn the_recorder_is_upkept_without_a_scrape_until_cancelled() {
         super::record_request("GET", "/rest/upkept", 200, Duration::from_millis(1));
-        assert!(super::await_upkeeps(2, super::UPKEEP_EVERY * 10), "no upkeep ran");
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let upkeep = super::spawn_upkeep(cancel.clone());
+        assert!(super::await_upkeeps(2, super::UPKEEP_EVERY * 10).await, "no upkeep ran");
+        cancel.cancel();
+        tokio::time::timeout(super::UPKEEP_EVERY * 5, upkeep).await.expect("the upkeep stops when cancelled").expect("no panic");
     }
 }
