@@ -390,5 +390,23 @@ async fn metered_usages_rows_are_not_captured_as_events_but_custom_metrics_are()
     let seen: Vec<(String, Option<String>)> =
         q.owner.query(usage_events, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
     let custom = Some("sms_segments".to_string());
-    assert_eq!(seen, vec![("usage_created".to_string(), custom.clone()), ("usage_updated".to_string(), custom)]);
+    assert_eq!(seen, vec![("usage_created".to_string(), custom.clone()), ("usage_updated".to_string(), custom.clone())]);
+
+    // One statement over both kinds (the owner may): the custom row is captured, the
+    // metered one is not (V73 returns early only when every row is metered).
+    q.owner.batch_execute(&format!("UPDATE usages SET quantity = quantity WHERE tenant_id = '{a}'")).await.unwrap();
+    let seen: Vec<(String, Option<String>)> =
+        q.owner.query(usage_events, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[2], ("usage_updated".to_string(), custom));
+    // A metered row renamed to a custom metric is the custom metric's update: captured.
+    q.owner
+        .batch_execute(&format!("UPDATE usages SET metric = 'renamed_contacts' WHERE tenant_id = '{a}' AND metric = 'contacts'"))
+        .await
+        .unwrap();
+    let last = q.owner.query_one(&format!("{usage_events} DESC LIMIT 1"), &[]).await.unwrap();
+    assert_eq!(
+        (last.get::<_, String>(0), last.get::<_, Option<String>>(1)),
+        ("usage_updated".to_string(), Some("renamed_contacts".to_string()))
+    );
 }
