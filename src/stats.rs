@@ -115,15 +115,14 @@ impl Stats {
                 r.routes.insert(route.to_string(), Vec::new());
             }
             let methods = r.routes.get_mut(route).expect("inserted above");
-            let method = if methods.len() < METHODS_KEPT || methods.iter().any(|(m, _)| m == method) { method } else { "other" };
-            let at = match methods.iter().position(|(m, _)| m == method) {
-                Some(at) => at,
-                None => {
-                    methods.push((method.to_string(), Histogram::default()));
-                    methods.len() - 1
-                }
-            };
-            methods[at].1.record(elapsed, status >= 500);
+            let (_, histogram) = crate::ops::metrics::bounded_entry(
+                methods,
+                METHODS_KEPT,
+                method,
+                |(m, _), name| m == name,
+                |name| (name.to_string(), Histogram::default()),
+            );
+            histogram.record(elapsed, status >= 500);
         });
     }
 

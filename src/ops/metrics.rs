@@ -48,7 +48,8 @@ pub fn spawn_upkeep(cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
 }
 
 /// Waits until `runs` more upkeeps have completed, at most `bound`; whether they did.
-pub async fn await_upkeeps(runs: u64, bound: Duration) -> bool {
+#[cfg(test)]
+async fn await_upkeeps(runs: u64, bound: Duration) -> bool {
     let target = UPKEEPS.load(Ordering::Acquire) + runs;
     tokio::time::timeout(bound, async {
         loop {
@@ -100,21 +101,44 @@ impl Route {
     /// The series of `method` and `status`. Past [`MAX_SERIES_PER_ROUTE`], a method the route
     /// has not seen counts as `other` (methods are the client's to choose; statuses are ours).
     fn series(&mut self, method: &str, status: u16) -> (Counter, Histogram) {
-        let known = |m: &str| self.series.iter().position(|(sm, ss, _, _)| *ss == status && sm == m);
-        let method = match known(method) {
-            Some(at) => return (self.series[at].2.clone(), self.series[at].3.clone()),
-            None if self.series.len() >= MAX_SERIES_PER_ROUTE => "other",
-            None => method,
-        };
-        if let Some(at) = known(method) {
-            return (self.series[at].2.clone(), self.series[at].3.clone());
-        }
-        let labels = [("method", method.to_string()), ("route", self.label.to_string()), ("status", status.to_string())];
-        let counter = metrics::counter!("rowcast_http_requests_total", &labels);
-        let histogram = metrics::histogram!("rowcast_http_request_duration_seconds", &labels[..2]);
-        self.series.push((method.to_string(), status, counter.clone(), histogram.clone()));
-        (counter, histogram)
+        let label = &self.label;
+        let (_, _, counter, histogram) = bounded_entry(
+            &mut self.series,
+            MAX_SERIES_PER_ROUTE,
+            method,
+            |(m, s, _, _), name| *s == status && m == name,
+            |name| {
+                handle();
+                let labels = [("method", name.to_string()), ("route", label.to_string()), ("status", status.to_string())];
+                let counter = metrics::counter!("rowcast_http_requests_total", &labels);
+                let histogram = metrics::histogram!("rowcast_http_request_duration_seconds", &labels[..2]);
+                (name.to_string(), status, counter, histogram)
+            },
+        );
+        (counter.clone(), histogram.clone())
     }
+}
+
+/// The entry of `list` that `is` `name`, added by `new` if there is none; once `list` holds
+/// `max` entries, a name it has not seen is taken as `other` (added past `max` if need be).
+/// Labels that come from clients stay bounded this way (here and in `crate::stats`).
+pub(crate) fn bounded_entry<'l, T>(
+    list: &'l mut Vec<T>,
+    max: usize,
+    name: &str,
+    is: impl Fn(&T, &str) -> bool,
+    new: impl FnOnce(&str) -> T,
+) -> &'l mut T {
+    let at = match list.iter().position(|e| is(e, name)) {
+        Some(at) => Some(at),
+        None if list.len() >= max => list.iter().position(|e| is(e, "other")),
+        None => None,
+    };
+    let at = at.unwrap_or_else(|| {
+        list.push(new(if list.len() >= max { "other" } else { name }));
+        list.len() - 1
+    });
+    &mut list[at]
 }
 
 fn bounded_route<'r>(routes: &'r mut HashMap<String, Route>, path: &str, status: u16) -> &'r mut Route {
@@ -129,7 +153,6 @@ fn bounded_route<'r>(routes: &'r mut HashMap<String, Route>, path: &str, status:
 /// Counts the request in Prometheus; returns its bounded route label (the stats use it too).
 pub fn record_request(method: &str, path: &str, status: u16, elapsed: Duration) -> Arc<str> {
     static ROUTES: LazyLock<Mutex<HashMap<String, Route>>> = LazyLock::new(Default::default);
-    handle();
     let (label, (counter, histogram)) = {
         let mut routes = ROUTES.lock().unwrap_or_else(|p| p.into_inner());
         let route = bounded_route(&mut routes, path, status);
