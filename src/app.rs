@@ -25,6 +25,7 @@ pub struct AppState {
     pub core: Arc<Core>,
     pub rest: Arc<RestState>,
     pub realtime: Arc<Realtime>,
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl Deref for AppState {
@@ -67,7 +68,8 @@ impl Application {
         reload_config.application_name("rowcast-rest-reload");
         crate::rest::state::spawn_reloader(&rest, reload_config, tasks.child_token());
 
-        crate::webhooks::start(&core.settings, app_config.clone(), tasks.child_token()).map_err(StartError::Database)?;
+        let webhooks =
+            Arc::new(crate::webhooks::start(&core.settings, app_config.clone(), tasks.child_token()).map_err(StartError::Database)?);
         let mut limits_config = app_config.clone();
         limits_config.application_name(crate::limits::reload::APPLICATION_NAME);
         let realtime = Arc::new(Realtime::start(core.clone(), app_config, tasks.child_token()).await?);
@@ -78,7 +80,7 @@ impl Application {
         let bind = core.settings.bind;
         let listener = listen(bind).map_err(|e| StartError::Bind(bind, e))?;
         let port = listener.local_addr().map_err(|e| StartError::Bind(bind, e))?.port();
-        let state = Arc::new(AppState { core, rest, realtime });
+        let state = Arc::new(AppState { core, rest, realtime, webhooks });
         Ok(Self { listener, port, state, shutdown: CancellationToken::new(), _tasks_guard: tasks.clone().drop_guard(), tasks })
     }
 

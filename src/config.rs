@@ -68,6 +68,9 @@ pub struct WebhookSettings {
     pub tenant_concurrency: usize,
     /// `ROWCAST_WEBHOOK_TIMEOUT_MS`: whole-attempt bound (connect is at most 5 s of it).
     pub timeout: Duration,
+    /// `ROWCAST_WEBHOOK_POLL_MS`: how often the dispatcher feeds and claims without a
+    /// notification (due retries, expired leases, events it was not woken for).
+    pub poll: Duration,
 }
 
 /// `ROWCAST_RATE_*`, `ROWCAST_WS_*` and `ROWCAST_TENANT_MAX_CONCURRENCY`; `0` switches a
@@ -239,7 +242,17 @@ fn webhook_settings(env: &Env) -> Result<WebhookSettings, ConfigError> {
     if timeout < Duration::from_millis(100) || timeout > Duration::from_secs(60) {
         return Err(ConfigError::new("ROWCAST_WEBHOOK_TIMEOUT_MS", "must be between 100 and 60000 milliseconds (default 15000)"));
     }
-    Ok(WebhookSettings { allow_private: flag(env, "ROWCAST_WEBHOOK_ALLOW_PRIVATE", false)?, concurrency, tenant_concurrency, timeout })
+    let poll = millis(env, "ROWCAST_WEBHOOK_POLL_MS", 250)?;
+    if poll < Duration::from_millis(10) || poll > Duration::from_secs(60) {
+        return Err(ConfigError::new("ROWCAST_WEBHOOK_POLL_MS", "must be between 10 and 60000 milliseconds (default 250)"));
+    }
+    Ok(WebhookSettings {
+        allow_private: flag(env, "ROWCAST_WEBHOOK_ALLOW_PRIVATE", false)?,
+        concurrency,
+        tenant_concurrency,
+        timeout,
+        poll,
+    })
 }
 
 /// A boolean variable: true/false, 1/0, yes/no, on/off.
@@ -364,6 +377,11 @@ mod tests {
         assert!(!Settings::from_env(&env(&[("ROWCAST_WEBHOOK_ALLOW_PRIVATE", "false")])).unwrap().webhooks.allow_private);
         let err = Settings::from_env(&env(&[("ROWCAST_WEBHOOK_ALLOW_PRIVATE", "maybe")])).unwrap_err();
         assert_eq!(err.var, "ROWCAST_WEBHOOK_ALLOW_PRIVATE");
+        assert_eq!(Settings::from_env(&env(&[])).unwrap().webhooks.poll, Duration::from_millis(250));
+        assert_eq!(Settings::from_env(&env(&[("ROWCAST_WEBHOOK_POLL_MS", "60000")])).unwrap().webhooks.poll, Duration::from_secs(60));
+        for bad in ["0", "9", "60001", "soon"] {
+            assert_eq!(Settings::from_env(&env(&[("ROWCAST_WEBHOOK_POLL_MS", bad)])).unwrap_err().var, "ROWCAST_WEBHOOK_POLL_MS");
+        }
         let err = Settings::from_env(&env(&[("ROWCAST_WEBHOOK_CONCURRENCY", "0")])).unwrap_err();
         assert_eq!(err.var, "ROWCAST_WEBHOOK_CONCURRENCY");
     }

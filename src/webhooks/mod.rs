@@ -41,9 +41,8 @@ use crate::db::Db;
 use queue::{Attempt, Job, Run};
 use send::Sender;
 use wake::Wake;
+pub use wake::Wakeups;
 
-/// How often due retries and expired leases are looked for without a notification.
-const POLL: Duration = Duration::from_millis(250);
 const STATS_EVERY: Duration = Duration::from_secs(5);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Connections of the delivery pool (feed and claim, record, stats).
@@ -57,9 +56,21 @@ const MARKED_MAX: usize = 10_000;
 /// A run's next attempt starts only if it can finish this long before the lease ends.
 const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
+/// This instance's webhook delivery, as the application holds it.
+pub struct Webhooks {
+    wake: Arc<Wake>,
+}
+
+impl Webhooks {
+    /// What the wake-up listener did with the `rowcast_events` notifications (fed, skipped).
+    pub fn wakeups(&self) -> tokio::sync::watch::Receiver<Wakeups> {
+        self.wake.wakeups()
+    }
+}
+
 /// Starts the wake-up listener, the dispatcher, its recorder and the stats loop of this
 /// instance; they stop when `cancel` is cancelled (attempts in flight are abandoned to their lease).
-pub fn start(settings: &Settings, app_config: tokio_postgres::Config, cancel: CancellationToken) -> Result<(), String> {
+pub fn start(settings: &Settings, app_config: tokio_postgres::Config, cancel: CancellationToken) -> Result<Webhooks, String> {
     let mut config = app_config.clone();
     config.application_name("rowcast-webhooks");
     let db = Db::new(config, POOL_SIZE, Duration::from_secs(5), Duration::from_secs(30));
@@ -79,14 +90,14 @@ pub fn start(settings: &Settings, app_config: tokio_postgres::Config, cancel: Ca
         reports,
         claiming: tokio::sync::Mutex::new(()),
     });
-    wake::spawn(app_config, wake, worker, cancel.clone());
+    wake::spawn(app_config, wake.clone(), worker, cancel.clone());
     tokio::spawn(dispatcher.clone().record_loop(outcomes));
     tokio::spawn(dispatcher.run());
     tokio::spawn(stats_loop(db, settings.event_retention, cancel));
     if settings.webhooks.allow_private {
         tracing::warn!("ROWCAST_WEBHOOK_ALLOW_PRIVATE=true: webhooks may reach loopback and private addresses");
     }
-    Ok(())
+    Ok(Webhooks { wake })
 }
 
 /// What a run task hands to the recorder.
@@ -173,7 +184,7 @@ impl Dispatcher {
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => polled = true,
+                _ = tokio::time::sleep(self.limits.poll) => polled = true,
             }
         }
     }

@@ -931,3 +931,73 @@ async fn a_webhook_deactivated_during_a_run_gets_no_further_attempt_of_it_and_th
         assert_eq!(staying.next().await.json()["type"], "contact_created");
     }
 }
+
+/// The last seq of `app.events` (the test's own event, or a later attempt log).
+async fn head(owner: &Client) -> i64 {
+    owner.query_one("SELECT coalesce(max(seq), 0) FROM app.events", &[]).await.unwrap().get(0)
+}
+
+/// The wake-up counts once the listener has read every notification up to `seq`.
+async fn wakeups_through(wakeups: &mut tokio::sync::watch::Receiver<rowcast::webhooks::Wakeups>, seq: i64) -> rowcast::webhooks::Wakeups {
+    *tokio::time::timeout(WAIT, wakeups.wait_for(|w| w.seq >= seq))
+        .await
+        .expect("the wake-up listener reads the notification")
+        .expect("the listener is running")
+}
+
+/// With the poll at a minute, a delivery within `WAIT` came from its event's wake-up. An event
+/// of a tenant with a live webhook wakes the feed; the same event of a tenant without one does
+/// not (the forbidden twin). The list of live webhooks is loaded when the listener connects,
+/// follows a webhook created while serving, and is loaded again after a range stub (here: a
+/// webhook deactivated in a transaction too large to announce).
+#[tokio::test]
+async fn only_events_of_tenants_with_a_live_webhook_wake_the_feed_and_the_list_follows_the_webhooks() {
+    let db = TestDb::new().await;
+    let mut owner = db.owner().await;
+    let world = World::create(&owner).await;
+    let (mut rx_a, mut rx_b) = (Receiver::start(vec![]).await, Receiver::start(vec![]).await);
+    add_hook(&owner, world.tenant_a, &rx_a.url, &secret()).await;
+    let app = serve(&db, &[("ROWCAST_WEBHOOK_ALLOW_PRIVATE", "true"), ("ROWCAST_WEBHOOK_POLL_MS", "60000")]).await;
+    let mut wakeups = app.state.webhooks.wakeups();
+    let fed = |w: rowcast::webhooks::Wakeups| w.fed;
+
+    // B has no webhook: its event is read and skipped.
+    add_contact(&owner, world.tenant_b).await;
+    let after_b = wakeups_through(&mut wakeups, head(&owner).await).await;
+    assert_eq!((after_b.fed, after_b.skipped), (0, 1), "an event of a tenant without a webhook does not wake the feed");
+
+    // A's webhook existed before the server started: A's event wakes the feed and is delivered.
+    let a = add_contact(&owner, world.tenant_a).await;
+    let after_a = wakeups_through(&mut wakeups, head(&owner).await).await;
+    assert_eq!(fed(after_a), 1);
+    assert_eq!(tokio::time::timeout(WAIT, rx_a.next()).await.expect("delivered on the wake-up").json()["payload"]["id"], json!(a));
+
+    // A webhook created while serving: B's next event wakes the feed.
+    let hook_b = add_hook(&owner, world.tenant_b, &rx_b.url, &secret()).await;
+    let b = add_contact(&owner, world.tenant_b).await;
+    let w = wakeups_through(&mut wakeups, head(&owner).await).await;
+    assert_eq!(fed(w), 2, "B's event after its webhook was created wakes the feed");
+    assert_eq!(rx_b.next().await.json()["payload"]["id"], json!(b));
+
+    // Deactivated in a transaction announced as a range stub: the stub is fed and the list
+    // loaded again, so B's next event is skipped.
+    let before = head(&owner).await;
+    let tx = owner.transaction().await.unwrap();
+    tx.execute("UPDATE webhooks SET is_active = false WHERE id = $1", &[&hook_b]).await.unwrap();
+    tx.execute(
+        "INSERT INTO contacts (tenant_id, phone, first_name) SELECT $1, '+1555' || lpad(i::text, 7, '0'), repeat('x', 200) FROM generate_series(1, 100) i",
+        &[&world.tenant_b],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let stub: bool =
+        owner.query_one("SELECT sum(octet_length(\"row\"::text)) > 7850 FROM app.events WHERE seq > $1", &[&before]).await.unwrap().get(0);
+    assert!(stub, "the transaction's events exceed what a notification carries");
+    let w = wakeups_through(&mut wakeups, head(&owner).await).await;
+    assert_eq!(fed(w), 3, "a range stub wakes the feed");
+    add_contact(&owner, world.tenant_b).await;
+    let w = wakeups_through(&mut wakeups, head(&owner).await).await;
+    assert_eq!(fed(w), 3, "the list was loaded again after the stub: B has no live webhook");
+    drop(app);
+}
