@@ -164,6 +164,11 @@ struct Room {
 impl Dispatcher {
     async fn run(self: Arc<Self>) {
         let mut polled = true;
+        // A fixed period that wake-ups do not restart: under steady claims and records a
+        // resetting sleep would never fire, and events skipped by the wake-up listener (no
+        // webhook in their tenant when it read them) are fed by this poll.
+        let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + self.limits.poll, self.limits.poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let feed = self.wake.take_feed() || polled;
             let more = match self.round(feed).await {
@@ -179,12 +184,14 @@ impl Dispatcher {
                 if self.cancel.is_cancelled() {
                     return;
                 }
+                // Busy rounds one after the other still feed once per period.
+                polled = futures::FutureExt::now_or_never(poll.tick()).is_some();
                 continue;
             }
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.limits.poll) => polled = true,
+                _ = poll.tick() => polled = true,
             }
         }
     }
@@ -207,7 +214,7 @@ impl Dispatcher {
         drop(conn);
         let claimed = self.spawn_runs(runs?, claimed_at);
         let more_events = match fed {
-            Some(fed) => fed.map_err(|e| format!("app.webhook_feed: {e}"))? >= queue::FEED_PAGE,
+            Some(fed) => fed.map_err(|e| format!("app.webhook_feed_next: {e}"))?.1,
             None => false,
         };
         if more_events {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::send::Outcome;
 
-const FEED_SQL: &str = "SELECT app.webhook_feed_for($1, $2)";
+const FEED_SQL: &str = "SELECT created, more FROM app.webhook_feed_next($1, $2)";
 const CLAIM_SQL: &str = "SELECT run, delivery_id, tenant_id, webhook_id, url, attempt, msg_id, sent_at, signature, body, \
                          event_created_at, lease_ms FROM app.webhook_claim_runs($1, $2, $3, $4, $5, $6, $7)";
 const RECORD_SQL: &str = "SELECT delivery_id, result FROM app.webhook_record_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)";
@@ -52,10 +52,12 @@ pub struct Attempt {
     pub outcome: Outcome,
 }
 
-/// Feeds one page; -1 when another instance holds the cursor.
-pub async fn feed(client: &Client, worker: Uuid) -> Result<i32, tokio_postgres::Error> {
+/// Feeds one page: the deliveries created (-1 when another instance holds the cursor), and
+/// whether the page was full (feed again at once).
+pub async fn feed(client: &Client, worker: Uuid) -> Result<(i32, bool), tokio_postgres::Error> {
     let stmt = client.prepare_cached(FEED_SQL).await?;
-    Ok(client.query_one(&stmt, &[&worker, &FEED_PAGE]).await?.get(0))
+    let row = client.query_one(&stmt, &[&worker, &FEED_PAGE]).await?;
+    Ok((row.get(0), row.get(1)))
 }
 
 /// Claims at most `limit` runs of at most `run` deliveries (at most `per_tenant` runs per
