@@ -170,8 +170,12 @@ impl Dispatcher {
         let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + self.limits.poll, self.limits.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let feed = self.wake.take_feed() || polled;
-            let more = match self.round(feed).await {
+            let feed = self.wake.start_feed(polled);
+            let outcome = self.round(feed).await;
+            if feed {
+                self.wake.end_feed();
+            }
+            let more = match outcome {
                 Ok(more) => more,
                 Err(e) => {
                     tracing::warn!(error = %e, "webhook dispatcher: database error; retrying");
@@ -212,13 +216,14 @@ impl Dispatcher {
             (None, claim.await)
         };
         drop(conn);
-        let claimed = self.spawn_runs(runs?, claimed_at);
-        let more_events = match fed {
-            Some(fed) => fed.map_err(|e| format!("app.webhook_feed_next: {e}"))?.1,
-            None => false,
-        };
+        // A full page feeds again at once, even when the claim failed.
+        let more_events = matches!(fed, Some(Ok((_, true))));
         if more_events {
             self.wake.events();
+        }
+        let claimed = self.spawn_runs(runs?, claimed_at);
+        if let Some(Err(e)) = fed {
+            return Err(format!("app.webhook_feed_next: {e}"));
         }
         Ok(more_events || (claimed > 0 && claimed == room.free))
     }

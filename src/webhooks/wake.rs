@@ -64,6 +64,12 @@ pub struct Wakeups {
     /// Times the list of webhooks was loaded (once per connection, and after an unreadable
     /// notification).
     pub loads: u64,
+    /// Feed wake-ups asked for ([`Wake::events`]), and how many of them a feed round had
+    /// taken when it started: `taken < requested` means a feed is pending.
+    pub requested: u64,
+    pub taken: u64,
+    /// A feed round is running.
+    pub feeding: bool,
     /// The seq of the last notification read.
     pub seq: i64,
 }
@@ -87,13 +93,32 @@ impl Wake {
 
     /// Events may have been committed that are not fed yet.
     pub fn events(&self) {
-        self.feed.store(true, Ordering::Release);
+        // Under the counts' lock, so that `taken == requested` means nothing is pending.
+        self.wakeups.send_modify(|w| {
+            self.feed.store(true, Ordering::Release);
+            w.requested += 1;
+        });
         self.notify.notify_one();
     }
 
-    /// True once after [`Wake::events`].
-    pub fn take_feed(&self) -> bool {
-        self.feed.swap(false, Ordering::AcqRel)
+    /// Starts a dispatcher round: true when it feeds (a poll, or once after [`Wake::events`]);
+    /// such a round ends with [`Wake::end_feed`].
+    pub fn start_feed(&self, polled: bool) -> bool {
+        let mut feed = false;
+        self.wakeups.send_if_modified(|w| {
+            if self.feed.swap(false, Ordering::AcqRel) {
+                w.taken = w.requested;
+                feed = true;
+            }
+            feed |= polled;
+            w.feeding = feed;
+            feed
+        });
+        feed
+    }
+
+    pub fn end_feed(&self) {
+        self.wakeups.send_modify(|w| w.feeding = false);
     }
 
     pub async fn notified(&self) {
@@ -156,6 +181,7 @@ async fn listen(config: &tokio_postgres::Config, wake: &Wake, worker: &str, canc
     // read after it (applying it twice changes nothing).
     let mut interest = load(&client, wake).await?;
     wake.events();
+    wake.wakeups.send_modify(|w| w.loads += 1);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
@@ -172,6 +198,7 @@ async fn listen(config: &tokio_postgres::Config, wake: &Wake, worker: &str, canc
                             }
                             Fetch::All => {
                                 interest = load(&client, wake).await?;
+                                wake.wakeups.send_modify(|w| w.loads += 1);
                                 Vec::new()
                             }
                         };
@@ -202,7 +229,6 @@ async fn load(client: &tokio_postgres::Client, wake: &Wake) -> Result<Interest, 
             wake.webhook_changed(*webhook, true);
         }
     }
-    wake.wakeups.send_modify(|w| w.loads += 1);
     Ok(Interest::from_list(hooks.iter().map(|(webhook, tenant, _)| (*webhook, *tenant))))
 }
 

@@ -1097,7 +1097,10 @@ async fn the_poll_feeds_on_its_period_under_a_steady_stream_of_wake_ups() {
     let world = World::create(&owner).await;
     let app = serve(&db, &[("ROWCAST_WEBHOOK_POLL_MS", "200")]).await;
     let mut wakeups = app.state.webhooks.wakeups();
-    tokio::time::timeout(WAIT, wakeups.wait_for(|w| w.loads >= 1)).await.expect("the listener loads the webhooks").unwrap();
+    // The start-up feeds (the first round, the listener's wake-up once it listens) are done
+    // and none is pending: only a poll can feed B's event.
+    let settled = |w: &rowcast::webhooks::Wakeups| w.loads >= 1 && w.taken == w.requested && !w.feeding;
+    tokio::time::timeout(WAIT, wakeups.wait_for(settled)).await.expect("the start-up feeds end").unwrap();
     let noise = db.owner().await;
     let stream = tokio::spawn(async move {
         loop {
