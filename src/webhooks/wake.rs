@@ -53,7 +53,8 @@ pub struct Wake {
     wakeups: watch::Sender<Wakeups>,
 }
 
-/// What the listener did with the `rowcast_events` notifications it received.
+/// What the wake-up listener did with the `rowcast_events` notifications it received, and
+/// where the dispatcher's feeding stands (for operators' metrics and for tests to await).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Wakeups {
     /// Notifications that woke the feed.
