@@ -204,6 +204,7 @@ impl Dispatcher {
     /// for, pipelined on one connection. True when there may be more work right away.
     async fn round(self: &Arc<Self>, feed: bool) -> Result<bool, String> {
         let conn = self.db.conn().await.map_err(|e| e.to_string())?;
+        queue::prepare(&conn).await.map_err(|e| format!("webhook statements: {e}"))?;
         let _claiming = self.claiming.lock().await;
         let room = self.room();
         let claimed_at = Instant::now();
@@ -398,6 +399,10 @@ impl Dispatcher {
             Ok(c) => c,
             Err(e) => return (Err(e.to_string()), Err(e.to_string()), false),
         };
+        if let Err(e) = queue::prepare(&conn).await {
+            let e = format!("webhook statements: {e}");
+            return (Err(e.clone()), Err(e), false);
+        }
         let record = async {
             if recorded {
                 return Ok(None);

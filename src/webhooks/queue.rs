@@ -52,6 +52,19 @@ pub struct Attempt {
     pub outcome: Outcome,
 }
 
+/// Prepares (once per connection) every statement the dispatcher and the recorder pipeline.
+/// A pipelined statement is sent when its future is first polled, unless it still has to
+/// be prepared: then a later statement already prepared on the connection overtakes it. A
+/// claim sent before the feed (or the release) it follows would miss what that queued, and
+/// this instance skips its own feed's notification, so nothing would claim it until the
+/// poll.
+pub async fn prepare(client: &Client) -> Result<(), tokio_postgres::Error> {
+    for sql in [FEED_SQL, CLAIM_SQL, RECORD_SQL, RELEASE_SQL] {
+        client.prepare_cached(sql).await?;
+    }
+    Ok(())
+}
+
 /// Feeds one page: the deliveries created (-1 when another instance holds the cursor), and
 /// whether the page was full (feed again at once).
 pub async fn feed(client: &Client, worker: Uuid) -> Result<(i32, bool), tokio_postgres::Error> {

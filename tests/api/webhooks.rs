@@ -1048,6 +1048,9 @@ async fn a_webhook_created_inactive_and_activated_in_a_large_transaction_is_deli
         assert!(Instant::now() < deadline, "the feed never ran past the event of the inactive webhook's tenant");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // No feed pending or running: the next feed is the one the stub wakes.
+    let settled = |w: &rowcast::webhooks::Wakeups| w.taken == w.requested && !w.feeding;
+    tokio::time::timeout(WAIT, wakeups.wait_for(settled)).await.expect("the feeds end").unwrap();
 
     let before = head(&owner).await;
     let tx = owner.transaction().await.unwrap();
@@ -1055,7 +1058,18 @@ async fn a_webhook_created_inactive_and_activated_in_a_large_transaction_is_deli
     add_many_contacts(&tx, world.tenant_a).await;
     tx.commit().await.unwrap();
     assert!(announced_as_a_stub(&owner, before).await);
-    let first = rx.next().await.json();
+    let Ok(Some(first)) = tokio::time::timeout(WAIT, rx.hits.recv()).await else {
+        let queue: Vec<(String, i64)> = owner
+            .query("SELECT status, count(*) FROM app.webhook_deliveries GROUP BY status", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let cursor: i64 = owner.query_one("SELECT last_seq FROM app.webhook_feed_cursor", &[]).await.unwrap().get(0);
+        panic!("no delivery: queue {queue:?}, feed cursor {cursor} (stub after {before}), {:?}", *wakeups.borrow());
+    };
+    let first = first.json();
     assert_eq!(first["type"], "contact_created");
     assert!(first["seq"].as_i64().unwrap() > before, "nothing committed while the webhook was inactive is delivered");
     assert_ne!(first["payload"]["id"], json!(quiet));
