@@ -62,7 +62,7 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
-    /// What the wake-up listener did with the `rowcast_events` notifications (fed, skipped).
+    /// The wake-up counts ([`Wakeups`]), as they change.
     pub fn wakeups(&self) -> tokio::sync::watch::Receiver<Wakeups> {
         self.wake.wakeups()
     }
@@ -200,11 +200,17 @@ impl Dispatcher {
         }
     }
 
+    /// A pool connection with the pipelined statements prepared ([`queue::prepare`]).
+    async fn conn(&self) -> Result<deadpool_postgres::Client, String> {
+        let conn = self.db.conn().await.map_err(|e| e.to_string())?;
+        queue::prepare(&conn).await.map_err(|e| format!("webhook statements: {e}"))?;
+        Ok(conn)
+    }
+
     /// Feeds the queue (when events may be waiting) and claims what this instance has room
     /// for, pipelined on one connection. True when there may be more work right away.
     async fn round(self: &Arc<Self>, feed: bool) -> Result<bool, String> {
-        let conn = self.db.conn().await.map_err(|e| e.to_string())?;
-        queue::prepare(&conn).await.map_err(|e| format!("webhook statements: {e}"))?;
+        let conn = self.conn().await?;
         let _claiming = self.claiming.lock().await;
         let room = self.room();
         let claimed_at = Instant::now();
@@ -395,14 +401,10 @@ impl Dispatcher {
         recorded: bool,
         released: bool,
     ) -> (Result<Option<Vec<String>>, String>, Result<(), String>, bool) {
-        let conn = match self.db.conn().await {
+        let conn = match self.conn().await {
             Ok(c) => c,
-            Err(e) => return (Err(e.to_string()), Err(e.to_string()), false),
+            Err(e) => return (Err(e.clone()), Err(e), false),
         };
-        if let Err(e) = queue::prepare(&conn).await {
-            let e = format!("webhook statements: {e}");
-            return (Err(e.clone()), Err(e), false);
-        }
         let record = async {
             if recorded {
                 return Ok(None);

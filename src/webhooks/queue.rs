@@ -17,7 +17,7 @@ const STATS_SQL: &str = "SELECT depth, oldest_seconds FROM app.webhook_queue_sta
 const PRUNE_SQL: &str = "SELECT app.webhook_prune(make_interval(secs => $1), $2)";
 
 /// Events turned into deliveries per feed statement.
-pub const FEED_PAGE: i32 = 1000;
+const FEED_PAGE: i32 = 1000;
 
 /// A claimed attempt, signed by the database.
 #[derive(Debug, Clone)]

@@ -178,11 +178,11 @@ pub fn spawn(mut config: tokio_postgres::Config, wake: Arc<Wake>, worker: uuid::
 /// Ok when cancelled; Err when the connection failed or dropped.
 async fn listen(config: &tokio_postgres::Config, wake: &Wake, worker: &str, cancel: &CancellationToken) -> Result<(), String> {
     let Listening { client, mut notes } = db_listen(config, "LISTEN rowcast_events; LISTEN rowcast_webhooks", "webhook wake-up").await?;
+    // Fed once whatever the list says: events may have been committed while not listening.
+    wake.events();
     // Loaded after LISTEN: a change committed meanwhile is in the list, or in a notification
     // read after it (applying it twice changes nothing).
     let mut interest = load(&client, wake).await?;
-    wake.events();
-    wake.wakeups.send_modify(|w| w.loads += 1);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
@@ -199,7 +199,6 @@ async fn listen(config: &tokio_postgres::Config, wake: &Wake, worker: &str, canc
                             }
                             Fetch::All => {
                                 interest = load(&client, wake).await?;
-                                wake.wakeups.send_modify(|w| w.loads += 1);
                                 Vec::new()
                             }
                         };
@@ -230,6 +229,7 @@ async fn load(client: &tokio_postgres::Client, wake: &Wake) -> Result<Interest, 
             wake.webhook_changed(*webhook, true);
         }
     }
+    wake.wakeups.send_modify(|w| w.loads += 1);
     Ok(Interest::from_list(hooks.iter().map(|(webhook, tenant, _)| (*webhook, *tenant))))
 }
 
