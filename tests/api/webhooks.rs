@@ -932,6 +932,106 @@ async fn a_webhook_deactivated_during_a_run_gets_no_further_attempt_of_it_and_th
     }
 }
 
+/// Waits until backend `pid` waits for a lock (another transaction's row).
+async fn blocked(owner: &Client, pid: i32) {
+    let deadline = Instant::now() + WAIT;
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'";
+    while owner.query_one(waiting, &[&pid]).await.unwrap().get::<_, i64>(0) == 0 {
+        assert!(Instant::now() < deadline, "backend {pid} never waited for a lock");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn recording_an_attempt_waits_for_its_webhook_before_locking_the_delivery_so_a_delete_never_deadlocks() {
+    // The SQL alone (no server runs here, so nobody else claims or records).
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    let world = World::create(&owner).await;
+    schedule(&owner, "{1 hour}", 5).await;
+    let hook = add_hook(&owner, world.tenant_a, "https://hooks.test/a", &secret()).await;
+    owner.execute("UPDATE webhooks SET events = '{contact_created}'", &[]).await.unwrap();
+    add_contact(&owner, world.tenant_a).await;
+    assert_eq!(owner.query_one("SELECT app.webhook_feed(1000)", &[]).await.unwrap().get::<_, i32>(0), 1);
+    let worker = Uuid::new_v4();
+    let claimed = claim_runs(&owner, worker).await;
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    let delivery = claimed[0].1;
+
+    // Something holds the webhook's row (as a DELETE of it does) while the attempt is recorded.
+    let mut holder = db.owner().await;
+    let hold = holder.transaction().await.unwrap();
+    hold.execute("SELECT 1 FROM webhooks WHERE id = $1 FOR UPDATE", &[&hook]).await.unwrap();
+    let recorder = db.owner().await;
+    let recorder_pid: i32 = recorder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let record = tokio::spawn(async move { record_batch(&recorder, worker, &[(delivery, 1, 500)]).await });
+    blocked(&owner, recorder_pid).await;
+
+    // The record waits for the webhook without holding its delivery: the cascade of a DELETE
+    // could take it. (V70 locked the delivery first, then waited for the webhook's key.)
+    let mut probe = db.owner().await;
+    let try_lock = probe.transaction().await.unwrap();
+    try_lock
+        .execute("SELECT 1 FROM app.webhook_deliveries WHERE id = $1 FOR UPDATE NOWAIT", &[&delivery])
+        .await
+        .expect("the delivery is not locked while its record waits for the webhook");
+    try_lock.rollback().await.unwrap();
+
+    // The DELETE queues behind the holder too; once the holder lets go, the record and the
+    // DELETE both finish, in whichever order PostgreSQL grants the webhook's row.
+    let deleter = db.owner().await;
+    let deleter_pid: i32 = deleter.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let delete = tokio::spawn(async move { deleter.execute("DELETE FROM webhooks WHERE id = $1", &[&hook]).await });
+    blocked(&owner, deleter_pid).await;
+    hold.rollback().await.unwrap();
+    let deleted = tokio::time::timeout(WAIT, delete).await.expect("the DELETE finishes").unwrap();
+    assert_eq!(deleted.expect("the DELETE is never aborted"), 1);
+    let results = tokio::time::timeout(WAIT, record).await.expect("the record finishes").expect("the record is never aborted");
+    assert!(results == ["retrying"] || results == ["stale"], "recorded before the DELETE, or found gone after it: {results:?}");
+    let left: i64 = owner.query_one("SELECT count(*) FROM app.webhook_deliveries WHERE webhook_id = $1", &[&hook]).await.unwrap().get(0);
+    assert_eq!(left, 0, "the DELETE cascaded into the delivery");
+}
+
+#[tokio::test]
+async fn the_single_attempt_record_moves_a_delivery_on_as_the_batch_does() {
+    // V30's app.webhook_record, a one-attempt app.webhook_record_batch since V77.
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    let world = World::create(&owner).await;
+    schedule(&owner, "{1 hour}", 5).await;
+    let hook = add_hook(&owner, world.tenant_a, "https://hooks.test/a", &secret()).await;
+    owner.execute("UPDATE webhooks SET events = '{contact_created}'", &[]).await.unwrap();
+    add_contacts(&owner, world.tenant_a, "+3396", 0, 2).await;
+    assert_eq!(owner.query_one("SELECT app.webhook_feed(1000)", &[]).await.unwrap().get::<_, i32>(0), 2);
+    let worker = Uuid::new_v4();
+    let claimed = claim_runs(&owner, worker).await;
+    assert_eq!(claimed.len(), 2, "{claimed:?}");
+    let record = |delivery: Uuid, status: i32| {
+        let owner = &owner;
+        async move {
+            owner
+                .query_one("SELECT app.webhook_record($1, $2, 1, $3, 3, NULL, 'answer', true, NULL)", &[&delivery, &worker, &status])
+                .await
+                .expect("record one attempt")
+                .get::<_, String>(0)
+        }
+    };
+    assert_eq!(record(claimed[0].1, 200).await, "succeeded");
+    assert_eq!(record(claimed[1].1, 500).await, "retrying");
+    assert_eq!(record(claimed[0].1, 200).await, "stale", "recorded already: logged, not moved on");
+    assert_eq!(record(Uuid::new_v4(), 200).await, "stale", "no such delivery");
+    let states: Vec<(Uuid, String)> = owner
+        .query("SELECT id, status FROM app.webhook_deliveries WHERE webhook_id = $1", &[&hook])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(states.contains(&(claimed[0].1, "succeeded".into())) && states.contains(&(claimed[1].1, "pending".into())), "{states:?}");
+    let logs: i64 = owner.query_one("SELECT count(*) FROM webhook_logs WHERE webhook_id = $1", &[&hook]).await.unwrap().get(0);
+    assert_eq!(logs, 3, "one log per attempt reported for an existing delivery");
+}
+
 /// The last seq of `app.events` (the test's own event, or a later attempt log).
 async fn head(owner: &Client) -> i64 {
     owner.query_one("SELECT coalesce(max(seq), 0) FROM app.events", &[]).await.unwrap().get(0)
@@ -998,18 +1098,10 @@ async fn only_events_of_tenants_with_a_webhook_wake_the_feed_and_the_list_follow
     let b = add_contact(&owner, world.tenant_b).await;
     assert_eq!(wakeups_through(&mut wakeups, head(&owner).await).await.fed, 2, "B's event after its webhook was created wakes the feed");
     assert_eq!(rx_b.next().await.json()["payload"]["id"], json!(b));
-    // Recorded before the webhook is deleted: a DELETE cascading into a delivery the recorder
-    // holds while it logs the attempt (which locks the webhook's key) can deadlock, and
-    // PostgreSQL aborts one of the two (docs/webhooks.md, "Not done / limits").
-    let deadline = Instant::now() + WAIT;
-    let open = "SELECT count(*) FROM app.webhook_deliveries WHERE webhook_id = $1 AND status <> 'succeeded'";
-    while owner.query_one(open, &[&hook_b]).await.unwrap().get::<_, i64>(0) > 0 {
-        assert!(Instant::now() < deadline, "B's delivery is never recorded");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 
     // Its row deleted in a transaction announced as a range stub: the stub is fed and its
-    // webhook events read, so B's next event is skipped.
+    // webhook events read, so B's next event is skipped. The server may still be recording
+    // B's delivery: since V77 that record and the DELETE never deadlock.
     let before = head(&owner).await;
     let tx = owner.transaction().await.unwrap();
     tx.execute("DELETE FROM webhooks WHERE id = $1", &[&hook_b]).await.unwrap();
