@@ -942,9 +942,18 @@ async fn blocked(owner: &Client, pid: i32) {
     }
 }
 
-#[tokio::test]
-async fn recording_an_attempt_waits_for_its_webhook_before_locking_the_delivery_so_a_delete_never_deadlocks() {
-    // The SQL alone (no server runs here, so nobody else claims or records).
+/// A delivery claimed (in flight) by a worker, for the record-beside-a-DELETE tests. No server
+/// runs, so nobody else claims or records.
+struct Claimed {
+    db: TestDb,
+    owner: Client,
+    tenant: Uuid,
+    hook: Uuid,
+    worker: Uuid,
+    delivery: Uuid,
+}
+
+async fn one_claimed_delivery() -> Claimed {
     let db = TestDb::new().await;
     let owner = db.owner().await;
     let world = World::create(&owner).await;
@@ -956,40 +965,96 @@ async fn recording_an_attempt_waits_for_its_webhook_before_locking_the_delivery_
     let worker = Uuid::new_v4();
     let claimed = claim_runs(&owner, worker).await;
     assert_eq!(claimed.len(), 1, "{claimed:?}");
-    let delivery = claimed[0].1;
+    Claimed { db, owner, tenant: world.tenant_a, hook, worker, delivery: claimed[0].1 }
+}
 
+/// Starts `sql` (one statement, `$1` = `id`) on a connection of its own and returns once it
+/// waits for a lock.
+async fn start_blocked(c: &Claimed, sql: &'static str, id: Uuid) -> tokio::task::JoinHandle<Result<u64, tokio_postgres::Error>> {
+    let conn = c.db.owner().await;
+    let pid: i32 = conn.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let task = tokio::spawn(async move { conn.execute(sql, &[&id]).await });
+    blocked(&c.owner, pid).await;
+    task
+}
+
+/// Starts recording a failed attempt (500, retryable) of the claimed delivery and returns once
+/// it waits for a lock.
+async fn start_record_blocked(c: &Claimed) -> tokio::task::JoinHandle<Vec<String>> {
+    let recorder = c.db.owner().await;
+    let pid: i32 = recorder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let (worker, delivery) = (c.worker, c.delivery);
+    let task = tokio::spawn(async move { record_batch(&recorder, worker, &[(delivery, 1, 500)]).await });
+    blocked(&c.owner, pid).await;
+    task
+}
+
+async fn finished<T>(task: tokio::task::JoinHandle<T>, what: &str) -> T {
+    tokio::time::timeout(WAIT, task).await.unwrap_or_else(|_| panic!("{what} never finishes")).unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+async fn deliveries_of(c: &Claimed) -> i64 {
+    c.owner.query_one("SELECT count(*) FROM app.webhook_deliveries WHERE webhook_id = $1", &[&c.hook]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn recording_an_attempt_waits_for_its_webhook_before_locking_the_delivery() {
+    let c = one_claimed_delivery().await;
     // Something holds the webhook's row (as a DELETE of it does) while the attempt is recorded.
-    let mut holder = db.owner().await;
+    let mut holder = c.db.owner().await;
     let hold = holder.transaction().await.unwrap();
-    hold.execute("SELECT 1 FROM webhooks WHERE id = $1 FOR UPDATE", &[&hook]).await.unwrap();
-    let recorder = db.owner().await;
-    let recorder_pid: i32 = recorder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-    let record = tokio::spawn(async move { record_batch(&recorder, worker, &[(delivery, 1, 500)]).await });
-    blocked(&owner, recorder_pid).await;
+    hold.execute("SELECT 1 FROM webhooks WHERE id = $1 FOR UPDATE", &[&c.hook]).await.unwrap();
+    let record = start_record_blocked(&c).await;
 
-    // The record waits for the webhook without holding its delivery: the cascade of a DELETE
-    // could take it. (V70 locked the delivery first, then waited for the webhook's key.)
-    let mut probe = db.owner().await;
+    // The record waits for the webhook without holding its delivery, which the cascade of a
+    // DELETE would need. (V70 locked the delivery first, then waited for the webhook's key.)
+    let mut probe = c.db.owner().await;
     let try_lock = probe.transaction().await.unwrap();
     try_lock
-        .execute("SELECT 1 FROM app.webhook_deliveries WHERE id = $1 FOR UPDATE NOWAIT", &[&delivery])
+        .execute("SELECT 1 FROM app.webhook_deliveries WHERE id = $1 FOR UPDATE NOWAIT", &[&c.delivery])
         .await
         .expect("the delivery is not locked while its record waits for the webhook");
     try_lock.rollback().await.unwrap();
 
-    // The DELETE queues behind the holder too; once the holder lets go, the record and the
-    // DELETE both finish, in whichever order PostgreSQL grants the webhook's row.
-    let deleter = db.owner().await;
-    let deleter_pid: i32 = deleter.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-    let delete = tokio::spawn(async move { deleter.execute("DELETE FROM webhooks WHERE id = $1", &[&hook]).await });
-    blocked(&owner, deleter_pid).await;
+    // A DELETE queued behind the record waits for it: the record goes first, then the DELETE.
+    let delete = start_blocked(&c, "DELETE FROM webhooks WHERE id = $1", c.hook).await;
     hold.rollback().await.unwrap();
-    let deleted = tokio::time::timeout(WAIT, delete).await.expect("the DELETE finishes").unwrap();
-    assert_eq!(deleted.expect("the DELETE is never aborted"), 1);
-    let results = tokio::time::timeout(WAIT, record).await.expect("the record finishes").expect("the record is never aborted");
-    assert!(results == ["retrying"] || results == ["stale"], "recorded before the DELETE, or found gone after it: {results:?}");
-    let left: i64 = owner.query_one("SELECT count(*) FROM app.webhook_deliveries WHERE webhook_id = $1", &[&hook]).await.unwrap().get(0);
-    assert_eq!(left, 0, "the DELETE cascaded into the delivery");
+    assert_eq!(finished(record, "the record").await, ["retrying"]);
+    assert_eq!(finished(delete, "the DELETE").await.expect("the DELETE is never aborted"), 1);
+    assert_eq!(deliveries_of(&c).await, 0, "the DELETE cascaded into the delivery");
+}
+
+#[tokio::test]
+async fn a_webhook_deleted_while_its_attempt_is_recorded_is_gone_and_nothing_deadlocks() {
+    let c = one_claimed_delivery().await;
+    let mut holder = c.db.owner().await;
+    let hold = holder.transaction().await.unwrap();
+    hold.execute("SELECT 1 FROM webhooks WHERE id = $1 FOR UPDATE", &[&c.hook]).await.unwrap();
+    // The DELETE is queued first, then the record. Before V77 the record then held the
+    // delivery the DELETE's cascade needed while it waited for the webhook: 40P01, every time.
+    let delete = start_blocked(&c, "DELETE FROM webhooks WHERE id = $1", c.hook).await;
+    let record = start_record_blocked(&c).await;
+    hold.rollback().await.unwrap();
+    assert_eq!(finished(delete, "the DELETE").await.expect("the DELETE is never aborted"), 1);
+    assert_eq!(finished(record, "the record").await, ["stale"], "the delivery went with its webhook");
+    assert_eq!(deliveries_of(&c).await, 0);
+}
+
+#[tokio::test]
+async fn a_tenant_deleted_while_one_of_its_attempts_is_recorded_is_gone_and_nothing_deadlocks() {
+    let c = one_claimed_delivery().await;
+    let mut holder = c.db.owner().await;
+    let hold = holder.transaction().await.unwrap();
+    hold.execute("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", &[&c.tenant]).await.unwrap();
+    // The tenant's DELETE is queued first, then the record. With V77 the record held the
+    // webhook's key and the delivery, then waited for the tenant's key (webhook_logs' foreign
+    // key), while the DELETE's cascade waited for the webhook: 40P01, every time.
+    let delete = start_blocked(&c, "DELETE FROM tenants WHERE id = $1", c.tenant).await;
+    let record = start_record_blocked(&c).await;
+    hold.rollback().await.unwrap();
+    assert_eq!(finished(delete, "the tenant's DELETE").await.expect("the DELETE is never aborted"), 1);
+    assert_eq!(finished(record, "the record").await, ["stale"], "the delivery went with its tenant");
+    assert_eq!(deliveries_of(&c).await, 0);
 }
 
 #[tokio::test]
