@@ -932,10 +932,12 @@ async fn a_webhook_deactivated_during_a_run_gets_no_further_attempt_of_it_and_th
     }
 }
 
-/// Waits until backend `pid` waits for a lock (another transaction's row).
+/// Waits until backend `pid` waits for another transaction's row (its tuple lock, or the
+/// transaction holding the row).
 async fn blocked(owner: &Client, pid: i32) {
     let deadline = Instant::now() + WAIT;
-    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'";
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock' \
+                   AND wait_event IN ('tuple', 'transactionid')";
     while owner.query_one(waiting, &[&pid]).await.unwrap().get::<_, i64>(0) == 0 {
         assert!(Instant::now() < deadline, "backend {pid} never waited for a lock");
         tokio::time::sleep(Duration::from_millis(5)).await;
