@@ -69,22 +69,9 @@ async fn one_run(cluster: &EmbeddedCluster, opts: &Options, limited: bool, creat
     // its statements on a cold backend (0.3–0.4 s each with 16 at once on 2 cores), and wrk's
     // coordinated-omission correction turns 16 such requests into a p99 of hundreds of ms.
     // Both sides of the comparison get the same warm-up.
-    match wrk::available() {
-        true => {
-            wrk::run(&base, &wrk::read_script(&token), opts.clients, 1)?;
-        }
-        false => {
-            let (h, b, t) = (http.clone(), base.clone(), token.clone());
-            drive(opts.clients, 1, move |n| {
-                let req = read_contact(&h, &b, &t, n);
-                async move { req.send().await.is_ok_and(|r| r.status().as_u16() == 200) }
-            })
-            .await;
-        }
-    }
+    reads(&http, &base, &token, opts.clients, 1).await?;
     let figures = match (create, wrk::available()) {
         (true, true) => wrk::run(&base, &wrk::create_script(&token), opts.clients, opts.seconds)?,
-        (false, true) => wrk::run(&base, &wrk::read_script(&token), opts.clients, opts.seconds)?,
         (true, false) => {
             let phones = Arc::new(AtomicU64::new(0));
             drive(opts.clients, opts.seconds, move |_| {
@@ -93,13 +80,7 @@ async fn one_run(cluster: &EmbeddedCluster, opts: &Options, limited: bool, creat
             })
             .await
         }
-        (false, false) => {
-            drive(opts.clients, opts.seconds, move |n| {
-                let req = read_contact(&http, &base, &token, n);
-                async move { req.send().await.is_ok_and(|r| r.status().as_u16() == 200) }
-            })
-            .await
-        }
+        (false, _) => reads(&http, &base, &token, opts.clients, opts.seconds).await?,
     };
     shutdown.cancel();
     if create {
@@ -108,6 +89,19 @@ async fn one_run(cluster: &EmbeddedCluster, opts: &Options, limited: bool, creat
         db.batch_execute("VACUUM ANALYZE contacts").await?;
     }
     Ok(figures)
+}
+
+/// Reads by id for `seconds`: wrk when installed, else the in-process client.
+async fn reads(http: &reqwest::Client, base: &str, token: &str, clients: usize, seconds: u64) -> anyhow::Result<Figures> {
+    if wrk::available() {
+        return wrk::run(base, &wrk::read_script(token), clients, seconds);
+    }
+    let (h, b, t) = (http.clone(), base.to_string(), token.to_string());
+    Ok(drive(clients, seconds, move |n| {
+        let req = read_contact(&h, &b, &t, n);
+        async move { req.send().await.is_ok_and(|r| r.status().as_u16() == 200) }
+    })
+    .await)
 }
 
 fn mean(a: &Figures, b: &Figures) -> Figures {

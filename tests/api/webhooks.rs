@@ -944,38 +944,38 @@ async fn blocked(owner: &Client, pid: i32) {
     }
 }
 
-/// A delivery claimed (in flight) by a worker, for the record-beside-a-DELETE tests. No server
-/// runs, so nobody else claims or records.
+/// `n` deliveries of one webhook claimed (in flight, one run) by a worker, for the record
+/// tests. No server runs, so nobody else claims or records.
 struct Claimed {
     db: TestDb,
     owner: Client,
     tenant: Uuid,
     hook: Uuid,
     worker: Uuid,
-    delivery: Uuid,
+    deliveries: Vec<Uuid>,
 }
 
-async fn one_claimed_delivery() -> Claimed {
+async fn claimed_deliveries(n: i32) -> Claimed {
     let db = TestDb::new().await;
     let owner = db.owner().await;
     let world = World::create(&owner).await;
     schedule(&owner, "{1 hour}", 5).await;
     let hook = add_hook(&owner, world.tenant_a, "https://hooks.test/a", &secret()).await;
     owner.execute("UPDATE webhooks SET events = '{contact_created}'", &[]).await.unwrap();
-    add_contact(&owner, world.tenant_a).await;
-    assert_eq!(owner.query_one("SELECT app.webhook_feed(1000)", &[]).await.unwrap().get::<_, i32>(0), 1);
+    add_contacts(&owner, world.tenant_a, "+3396", 0, n).await;
+    assert_eq!(owner.query_one("SELECT app.webhook_feed(1000)", &[]).await.unwrap().get::<_, i32>(0), n);
     let worker = Uuid::new_v4();
     let claimed = claim_runs(&owner, worker).await;
-    assert_eq!(claimed.len(), 1, "{claimed:?}");
-    Claimed { db, owner, tenant: world.tenant_a, hook, worker, delivery: claimed[0].1 }
+    assert_eq!(claimed.len(), n as usize, "{claimed:?}");
+    Claimed { db, owner, tenant: world.tenant_a, hook, worker, deliveries: claimed.iter().map(|c| c.1).collect() }
 }
 
 /// Starts `sql` (one statement, `$1` = `id`) on a connection of its own and returns once it
 /// waits for a lock.
-async fn start_blocked(c: &Claimed, sql: &'static str, id: Uuid) -> tokio::task::JoinHandle<Result<u64, tokio_postgres::Error>> {
+async fn start_blocked(c: &Claimed, sql: String, id: Uuid) -> tokio::task::JoinHandle<Result<u64, tokio_postgres::Error>> {
     let conn = c.db.owner().await;
     let pid: i32 = conn.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-    let task = tokio::spawn(async move { conn.execute(sql, &[&id]).await });
+    let task = tokio::spawn(async move { conn.execute(&sql, &[&id]).await });
     blocked(&c.owner, pid).await;
     task
 }
@@ -985,7 +985,7 @@ async fn start_blocked(c: &Claimed, sql: &'static str, id: Uuid) -> tokio::task:
 async fn start_record_blocked(c: &Claimed) -> tokio::task::JoinHandle<Vec<String>> {
     let recorder = c.db.owner().await;
     let pid: i32 = recorder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-    let (worker, delivery) = (c.worker, c.delivery);
+    let (worker, delivery) = (c.worker, c.deliveries[0]);
     let task = tokio::spawn(async move { record_batch(&recorder, worker, &[(delivery, 1, 500)]).await });
     blocked(&c.owner, pid).await;
     task
@@ -1001,7 +1001,7 @@ async fn deliveries_of(c: &Claimed) -> i64 {
 
 #[tokio::test]
 async fn recording_an_attempt_waits_for_its_webhook_before_locking_the_delivery() {
-    let c = one_claimed_delivery().await;
+    let c = claimed_deliveries(1).await;
     // Something holds the webhook's row (as a DELETE of it does) while the attempt is recorded.
     let mut holder = c.db.owner().await;
     let hold = holder.transaction().await.unwrap();
@@ -1013,79 +1013,67 @@ async fn recording_an_attempt_waits_for_its_webhook_before_locking_the_delivery(
     let mut probe = c.db.owner().await;
     let try_lock = probe.transaction().await.unwrap();
     try_lock
-        .execute("SELECT 1 FROM app.webhook_deliveries WHERE id = $1 FOR UPDATE NOWAIT", &[&c.delivery])
+        .execute("SELECT 1 FROM app.webhook_deliveries WHERE id = $1 FOR UPDATE NOWAIT", &[&c.deliveries[0]])
         .await
         .expect("the delivery is not locked while its record waits for the webhook");
     try_lock.rollback().await.unwrap();
 
     // A DELETE queued behind the record waits for it: the record goes first, then the DELETE.
-    let delete = start_blocked(&c, "DELETE FROM webhooks WHERE id = $1", c.hook).await;
+    let delete = start_blocked(&c, "DELETE FROM webhooks WHERE id = $1".into(), c.hook).await;
     hold.rollback().await.unwrap();
     assert_eq!(finished(record, "the record").await, ["retrying"]);
     assert_eq!(finished(delete, "the DELETE").await.expect("the DELETE is never aborted"), 1);
     assert_eq!(deliveries_of(&c).await, 0, "the DELETE cascaded into the delivery");
 }
 
-#[tokio::test]
-async fn a_webhook_deleted_while_its_attempt_is_recorded_is_gone_and_nothing_deadlocks() {
-    let c = one_claimed_delivery().await;
+/// Holds row `id` of `table`, queues its DELETE behind the holder, then the record of a failed
+/// attempt, and lets go: the DELETE must finish (never aborted), then the record; returns the
+/// record's results.
+async fn delete_queued_before_the_record(c: &Claimed, table: &str, id: Uuid) -> Vec<String> {
     let mut holder = c.db.owner().await;
     let hold = holder.transaction().await.unwrap();
-    hold.execute("SELECT 1 FROM webhooks WHERE id = $1 FOR UPDATE", &[&c.hook]).await.unwrap();
-    // The DELETE is queued first, then the record. Before V77 the record then held the
-    // delivery the DELETE's cascade needed while it waited for the webhook: 40P01, every time.
-    let delete = start_blocked(&c, "DELETE FROM webhooks WHERE id = $1", c.hook).await;
-    let record = start_record_blocked(&c).await;
+    hold.execute(&format!("SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE"), &[&id]).await.unwrap();
+    let delete = start_blocked(c, format!("DELETE FROM {table} WHERE id = $1"), id).await;
+    let record = start_record_blocked(c).await;
     hold.rollback().await.unwrap();
     assert_eq!(finished(delete, "the DELETE").await.expect("the DELETE is never aborted"), 1);
-    assert_eq!(finished(record, "the record").await, ["stale"], "the delivery went with its webhook");
-    assert_eq!(deliveries_of(&c).await, 0);
+    let results = finished(record, "the record").await;
+    assert_eq!(deliveries_of(c).await, 0, "the DELETE cascaded into the delivery");
+    results
+}
+
+#[tokio::test]
+async fn a_webhook_deleted_while_its_attempt_is_recorded_is_gone_and_nothing_deadlocks() {
+    let c = claimed_deliveries(1).await;
+    // Before V77 the record held the delivery the DELETE's cascade needed while it waited for
+    // the webhook: 40P01, every time.
+    assert_eq!(delete_queued_before_the_record(&c, "webhooks", c.hook).await, ["stale"], "the delivery went with its webhook");
 }
 
 #[tokio::test]
 async fn a_tenant_deleted_while_one_of_its_attempts_is_recorded_is_gone_and_nothing_deadlocks() {
-    let c = one_claimed_delivery().await;
-    let mut holder = c.db.owner().await;
-    let hold = holder.transaction().await.unwrap();
-    hold.execute("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", &[&c.tenant]).await.unwrap();
-    // The tenant's DELETE is queued first, then the record. With V77 the record held the
-    // webhook's key and the delivery, then waited for the tenant's key (webhook_logs' foreign
-    // key), while the DELETE's cascade waited for the webhook: 40P01, every time.
-    let delete = start_blocked(&c, "DELETE FROM tenants WHERE id = $1", c.tenant).await;
-    let record = start_record_blocked(&c).await;
-    hold.rollback().await.unwrap();
-    assert_eq!(finished(delete, "the tenant's DELETE").await.expect("the DELETE is never aborted"), 1);
-    assert_eq!(finished(record, "the record").await, ["stale"], "the delivery went with its tenant");
-    assert_eq!(deliveries_of(&c).await, 0);
+    let c = claimed_deliveries(1).await;
+    // With V77 the record held the webhook's key and the delivery, then waited for the
+    // tenant's key (webhook_logs' foreign key), while the DELETE's cascade waited for the
+    // webhook: 40P01, every time.
+    assert_eq!(delete_queued_before_the_record(&c, "tenants", c.tenant).await, ["stale"], "the delivery went with its tenant");
 }
 
 #[tokio::test]
 async fn the_single_attempt_record_moves_a_delivery_on_as_the_batch_does() {
     // V30's app.webhook_record, a one-attempt app.webhook_record_batch since V77.
-    let db = TestDb::new().await;
-    let owner = db.owner().await;
-    let world = World::create(&owner).await;
-    schedule(&owner, "{1 hour}", 5).await;
-    let hook = add_hook(&owner, world.tenant_a, "https://hooks.test/a", &secret()).await;
-    owner.execute("UPDATE webhooks SET events = '{contact_created}'", &[]).await.unwrap();
-    add_contacts(&owner, world.tenant_a, "+3396", 0, 2).await;
-    assert_eq!(owner.query_one("SELECT app.webhook_feed(1000)", &[]).await.unwrap().get::<_, i32>(0), 2);
-    let worker = Uuid::new_v4();
-    let claimed = claim_runs(&owner, worker).await;
-    assert_eq!(claimed.len(), 2, "{claimed:?}");
-    let record = |delivery: Uuid, status: i32| {
-        let owner = &owner;
-        async move {
-            owner
-                .query_one("SELECT app.webhook_record($1, $2, 1, $3, 3, NULL, 'answer', true, NULL)", &[&delivery, &worker, &status])
-                .await
-                .expect("record one attempt")
-                .get::<_, String>(0)
-        }
+    let c = claimed_deliveries(2).await;
+    let (owner, worker, hook, claimed) = (&c.owner, c.worker, c.hook, &c.deliveries);
+    let record = |delivery: Uuid, status: i32| async move {
+        owner
+            .query_one("SELECT app.webhook_record($1, $2, 1, $3, 3, NULL, 'answer', true, NULL)", &[&delivery, &worker, &status])
+            .await
+            .expect("record one attempt")
+            .get::<_, String>(0)
     };
-    assert_eq!(record(claimed[0].1, 200).await, "succeeded");
-    assert_eq!(record(claimed[1].1, 500).await, "retrying");
-    assert_eq!(record(claimed[0].1, 200).await, "stale", "recorded already: logged, not moved on");
+    assert_eq!(record(claimed[0], 200).await, "succeeded");
+    assert_eq!(record(claimed[1], 500).await, "retrying");
+    assert_eq!(record(claimed[0], 200).await, "stale", "recorded already: logged, not moved on");
     assert_eq!(record(Uuid::new_v4(), 200).await, "stale", "no such delivery");
     let states: Vec<(Uuid, String)> = owner
         .query("SELECT id, status FROM app.webhook_deliveries WHERE webhook_id = $1", &[&hook])
@@ -1094,7 +1082,7 @@ async fn the_single_attempt_record_moves_a_delivery_on_as_the_batch_does() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert!(states.contains(&(claimed[0].1, "succeeded".into())) && states.contains(&(claimed[1].1, "pending".into())), "{states:?}");
+    assert!(states.contains(&(claimed[0], "succeeded".into())) && states.contains(&(claimed[1], "pending".into())), "{states:?}");
     let logs: i64 = owner.query_one("SELECT count(*) FROM webhook_logs WHERE webhook_id = $1", &[&hook]).await.unwrap().get(0);
     assert_eq!(logs, 3, "one log per attempt reported for an existing delivery");
 }
